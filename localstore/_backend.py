@@ -1,0 +1,208 @@
+"""The interface every storage backend implements, and the records it returns.
+
+The service validates every argument, encodes values to JSON text and reads the
+clock before it calls a backend, so a backend only stores and finds: it never
+sees a Python value, and all backends agree on what "now" is within one call.
+Times are integers, microseconds since the Unix epoch in UTC.
+
+A backend is bound to one root and one collection; ``context`` selects the
+dataset (a ``str`` id) or the global context (``None``).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from typing import NamedTuple
+
+__all__ = ["Backend", "KeyRecord", "StoreRecord"]
+
+
+class KeyRecord(NamedTuple):
+    """One live key as a backend returns it."""
+
+    key: str
+    value: str  # JSON text from the codec
+    created_at: int
+    updated_at: int
+    expires_at: int | None
+    policy: str
+
+
+class StoreRecord(NamedTuple):
+    """A store's own document; ``has_document`` is false for a key-only store."""
+
+    metadata: str | None  # JSON text, or None for no metadata
+    created_at: int
+    updated_at: int | None
+    policy: str
+    has_document: bool
+
+
+class Backend(abc.ABC):
+    """Stores keys of named stores, per context, under one root and collection.
+
+    Every method is safe to call from several threads and processes at once; a
+    method that writes either completes or changes nothing. Expired keys are
+    never returned, counted or listed.
+    """
+
+    #: The name users pass as ``backend=`` to select this backend.
+    kind: str = ""
+
+    def __init__(self, root: str, collection: str, *, timeout: float) -> None:
+        self.root = root
+        self.collection = collection
+        self.timeout = timeout
+
+    # Keys of one store ---------------------------------------------------------
+
+    @abc.abstractmethod
+    def get_key(
+        self, context: str | None, store: str, key: str, now: int
+    ) -> KeyRecord | None:
+        """Return the live key, or ``None``."""
+
+    @abc.abstractmethod
+    def has_key(self, context: str | None, store: str, key: str, now: int) -> bool:
+        """Tell whether the key is live."""
+
+    @abc.abstractmethod
+    def set_key(
+        self,
+        context: str | None,
+        store: str,
+        key: str,
+        value: str,
+        expires_at: int | None,
+        policy: str,
+        now: int,
+        *,
+        only_if_absent: bool = False,
+    ) -> KeyRecord | None:
+        """Write a key and return it as stored.
+
+        ``created_at`` is kept when a live key is overwritten. With
+        ``only_if_absent`` nothing is written and ``None`` is returned when the
+        key is live.
+        """
+
+    @abc.abstractmethod
+    def set_keys(
+        self,
+        context: str | None,
+        store: str,
+        items: list[tuple[str, str]],
+        expires_at: int | None,
+        policy: str,
+        now: int,
+    ) -> None:
+        """Write many ``(key, value)`` pairs at once: all of them, or none."""
+
+    @abc.abstractmethod
+    def compare_and_set_key(
+        self,
+        context: str | None,
+        store: str,
+        key: str,
+        matches: Callable[[str], bool],
+        value: str,
+        expires_at: int | None,
+        policy: str,
+        now: int,
+    ) -> KeyRecord | None:
+        """Write a live key only if ``matches(current_value)``; return it or ``None``.
+
+        The check and the write are one atomic step for every thread and process.
+        """
+
+    @abc.abstractmethod
+    def update_key(
+        self,
+        context: str | None,
+        store: str,
+        key: str,
+        now: int,
+        *,
+        expires_at: int | None,
+        policy: str | None,
+        set_expiry: bool,
+    ) -> KeyRecord | None:
+        """Change a live key's expiry (if ``set_expiry``) and/or policy (if given).
+
+        Returns the updated key, or ``None`` when there is no live key.
+        """
+
+    @abc.abstractmethod
+    def delete_key(self, context: str | None, store: str, key: str, now: int) -> bool:
+        """Delete a key; return whether a live key was deleted."""
+
+    @abc.abstractmethod
+    def list_items(
+        self, context: str | None, store: str, now: int, prefix: str | None
+    ) -> list[tuple[str, str]]:
+        """Return ``(key, value)`` of the live keys starting with ``prefix``, by key."""
+
+    @abc.abstractmethod
+    def list_keys(self, context: str | None, store: str, now: int) -> list[str]:
+        """Return the live keys of a store, sorted."""
+
+    @abc.abstractmethod
+    def count_keys(self, context: str | None, store: str, now: int) -> int:
+        """Return the number of live keys of a store."""
+
+    # Stores ----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def create_store(
+        self,
+        context: str | None,
+        store: str,
+        metadata: str | None,
+        policy: str,
+        now: int,
+    ) -> StoreRecord:
+        """Write a store's document.
+
+        :raises StoreExistsError: when the store already has a document.
+        """
+
+    @abc.abstractmethod
+    def get_store(self, context: str | None, store: str, now: int) -> StoreRecord | None:
+        """Return the store's document, one made up for a key-only store, or ``None``.
+
+        A made-up document has ``has_document`` false, no metadata and the
+        creation time of the oldest live key.
+        """
+
+    @abc.abstractmethod
+    def delete_store(
+        self, context: str | None, store: str, now: int
+    ) -> StoreRecord | None:
+        """Delete every key and the document of a store; return what existed."""
+
+    @abc.abstractmethod
+    def clear_cache(self, context: str | None, store: str | None, now: int) -> int:
+        """Delete keys with policy ``"evict"`` or a TTL, and evict-policy documents.
+
+        ``store=None`` means every store of the context. Returns how many
+        documents were deleted.
+        """
+
+    @abc.abstractmethod
+    def list_stores(self, context: str | None, now: int) -> list[str]:
+        """Return the names of the stores that exist in a context, sorted."""
+
+    @abc.abstractmethod
+    def list_contexts(self) -> list[str | None]:
+        """Return every context that has stored something; ``None`` is global."""
+
+    @abc.abstractmethod
+    def sweep(self, now: int) -> dict[tuple[str | None, str], int]:
+        """Delete expired keys for good in every context.
+
+        Returns the number deleted per ``(context, store)``, omitting zeros.
+        """
+
+    def close(self) -> None:  # noqa: B027 (optional hook: most backends hold nothing)
+        """Release what this backend holds open; it stays usable."""

@@ -1,0 +1,239 @@
+"""Checking values and turning them into JSON text and back.
+
+A value is stored as strict JSON. The few kinds JSON lacks travel as one-key
+dicts, so they round-trip exactly::
+
+    {"$bytes": "<base64>"}     bytes
+    {"$date": "<ISO 8601>"}    datetime (naive, UTC, microseconds)
+    {"$oid": "<hex>"}          bson ObjectId
+    {"$float": "NaN"}          NaN, "Infinity" and "-Infinity"
+    {"$dict": [[k, v], ...]}   a dict of the user's that would read as one of these
+
+Decoding runs bottom-up (``json`` calls the hook on inner dicts first), which is
+why an escaped dict carries its items as a list of pairs: a list is never
+rewritten by the hook, so a user's ``{"$bytes": "x"}`` cannot turn into bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import math
+from typing import Any
+
+from .errors import InvalidValueError
+
+__all__ = ["MAX_DEPTH", "MAX_ENCODED_SIZE", "decode", "encode", "normalize"]
+
+#: MongoDB rejects documents nested deeper than this, so localstore does too.
+MAX_DEPTH = 100
+
+#: MongoDB's limit on one document, applied to a value's JSON text.
+MAX_ENCODED_SIZE = 16 * 1024 * 1024
+
+_INT_MIN = -(2**63)
+_INT_MAX = 2**63 - 1
+_TAGS = frozenset({"$bytes", "$date", "$oid", "$float", "$dict"})
+_FLOAT_NAMES = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+_SCALARS = (str, bool, int, float, type(None))
+
+_dumps = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, check_circular=False, separators=(",", ":")
+).encode
+
+
+def encode(value: Any) -> str:
+    """Check ``value`` and return its JSON text.
+
+    :raises InvalidValueError: naming where in ``value`` the offending part sits,
+        for a type MongoDB could not store, a dict key that is not a ``str``, an
+        int outside signed 64 bits, a cycle, nesting deeper than
+        :data:`MAX_DEPTH` or text over :data:`MAX_ENCODED_SIZE`.
+    """
+    needs_tags = _check(value, "value", 0, set())
+    tree = _tag(value) if needs_tags else value
+    try:
+        text = _dumps(tree)
+    except ValueError as exc:  # a float the check missed would be a bug, not input
+        raise InvalidValueError(f"value cannot be stored as JSON: {exc}") from exc
+    if len(text) > MAX_ENCODED_SIZE // 4 and len(text.encode()) > MAX_ENCODED_SIZE:
+        raise InvalidValueError(
+            f"value is {len(text.encode())} bytes as JSON; at most "
+            f"{MAX_ENCODED_SIZE} bytes (MongoDB's document limit) can be stored"
+        )
+    if not text.isascii():
+        _check_unicode(text)
+    return text
+
+
+def decode(text: str) -> Any:
+    """Return the value that :func:`encode` turned into ``text``."""
+    if '"$' not in text:
+        return json.loads(text)
+    return json.loads(text, object_hook=_untag)
+
+
+def normalize(value: Any) -> Any:
+    """Return ``value`` as it would read back after being stored."""
+    return decode(encode(value))
+
+
+def _check(value: Any, where: str, depth: int, path: set[int]) -> bool:
+    """Raise for what cannot be stored; return whether tags are needed."""
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return False
+    if kind is int:
+        if _INT_MIN <= value <= _INT_MAX:
+            return False
+        raise InvalidValueError(
+            f"{where} is {value!r}, outside the signed 64-bit range MongoDB stores"
+        )
+    if kind is float:
+        return not math.isfinite(value)
+    if depth >= MAX_DEPTH:
+        raise InvalidValueError(f"{where} is nested deeper than {MAX_DEPTH} levels")
+    if kind is dict or kind is list or kind is tuple:
+        return _check_container(value, where, depth, path)
+    if isinstance(value, (bytes, dt.datetime)) or _is_object_id(value):
+        return True
+    if isinstance(value, _SCALARS):
+        return _check(_plain(value), where, depth, path)
+    if isinstance(value, (dict, list, tuple)):
+        return _check_container(value, where, depth, path)
+    raise InvalidValueError(
+        f"{where} is {_describe(value)}, which cannot be stored; allowed are None, "
+        "bool, int, float, str, bytes, datetime, list, tuple, dict with str keys "
+        "and bson ObjectId"
+    )
+
+
+def _check_container(value: Any, where: str, depth: int, path: set[int]) -> bool:
+    """Check the items of a dict, list or tuple."""
+    marker = id(value)
+    if marker in path:
+        raise InvalidValueError(f"{where} contains itself; cycles cannot be stored")
+    path.add(marker)
+    needs_tags = False
+    if isinstance(value, dict):
+        if len(value) == 1 and next(iter(value)) in _TAGS:
+            needs_tags = True  # the dict must be escaped to not read as a tag
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidValueError(
+                    f"{where} has the key {key!r} of type {type(key).__name__}; "
+                    "dict keys must be str"
+                )
+            if "\0" in key:
+                raise InvalidValueError(
+                    f"{where} has the key {key!r}; keys cannot contain NUL"
+                )
+            if _check(item, f"{where}[{key!r}]", depth + 1, path):
+                needs_tags = True
+    else:
+        for index, item in enumerate(value):
+            if _check(item, f"{where}[{index}]", depth + 1, path):
+                needs_tags = True
+    path.discard(marker)
+    return needs_tags
+
+
+def _tag(value: Any) -> Any:
+    """Return a copy of a checked value in which every non-JSON part is tagged."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is float:
+        if math.isfinite(value):
+            return value
+        if math.isnan(value):
+            return {"$float": "NaN"}
+        return {"$float": "Infinity" if value > 0 else "-Infinity"}
+    if isinstance(value, dict):
+        items = {str(_plain(key)): _tag(item) for key, item in value.items()}
+        if len(items) == 1 and next(iter(items)) in _TAGS:
+            return {"$dict": [[key, item] for key, item in items.items()]}
+        return items
+    if isinstance(value, (list, tuple)):
+        return [_tag(item) for item in value]
+    if isinstance(value, bytes):
+        return {"$bytes": base64.b64encode(value).decode("ascii")}
+    if isinstance(value, dt.datetime):
+        return {"$date": _naive_utc(value).isoformat(timespec="microseconds")}
+    if _is_object_id(value):
+        return {"$oid": str(value)}
+    return _tag(_plain(value))
+
+
+def _untag(obj: dict[str, Any]) -> Any:
+    """Turn one tagged dict back into the value it stands for."""
+    if len(obj) != 1:
+        return obj
+    tag, payload = next(iter(obj.items()))
+    if tag not in _TAGS:
+        return obj
+    if tag == "$bytes":
+        return base64.b64decode(payload)
+    if tag == "$date":
+        return dt.datetime.fromisoformat(payload)
+    if tag == "$float":
+        return _FLOAT_NAMES[payload]
+    if tag == "$dict":
+        return dict(payload)
+    from bson import ObjectId  # only stores written with bson installed hold these
+
+    return ObjectId(payload)
+
+
+def _plain(value: Any) -> Any:
+    """Return a subclass instance of a JSON scalar as the built-in type itself."""
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return value[:]  # slicing gives a plain str; str() would call __str__
+    return value
+
+
+def _naive_utc(moment: dt.datetime) -> dt.datetime:
+    """Return ``moment`` as a plain naive datetime in UTC."""
+    if moment.tzinfo is not None and moment.utcoffset() is not None:
+        moment = moment.astimezone(dt.timezone.utc)
+    return dt.datetime(
+        moment.year,
+        moment.month,
+        moment.day,
+        moment.hour,
+        moment.minute,
+        moment.second,
+        moment.microsecond,
+    )
+
+
+def _is_object_id(value: Any) -> bool:
+    """Tell whether ``value`` is a bson ObjectId, without importing bson."""
+    kind = type(value)
+    return kind.__name__ == "ObjectId" and kind.__module__.startswith("bson")
+
+
+def _describe(value: Any) -> str:
+    """Name a rejected value for an error message, briefly."""
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{text} of type {type(value).__module__}.{type(value).__qualname__}"
+
+
+def _check_unicode(text: str) -> None:
+    """Raise if ``text`` holds a lone surrogate, which UTF-8 (and BSON) cannot hold."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidValueError(
+            f"value holds the lone surrogate {text[exc.start]!r}, which is not "
+            "valid Unicode and cannot be stored"
+        ) from exc

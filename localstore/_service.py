@@ -1,0 +1,537 @@
+"""The execution store service: FiftyOne's API over a local backend."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from . import _codec
+from ._backend import Backend, KeyRecord, StoreRecord
+from ._documents import KeyDocument, KeyPolicy, StoreDocument, to_datetime
+from ._paths import resolve_root
+from ._validate import (
+    check_dataset_id,
+    check_key,
+    check_name,
+    check_policy,
+    expiry,
+    now_micros,
+)
+from .errors import ArgumentTypeError, InvalidArgumentError
+
+__all__ = ["BACKENDS", "DEFAULT_COLLECTION", "ExecutionStoreService", "open_backend"]
+
+#: The collection used when ``collection_name`` is not given, as in FiftyOne.
+DEFAULT_COLLECTION = "execution_store"
+
+#: The backends ``backend=`` accepts, as ``module:class`` to import on first use.
+BACKENDS = {
+    "sqlite": "localstore._sqlite:SQLiteBackend",
+    "json": "localstore._json:JSONBackend",
+    "memory": "localstore._memory:MemoryBackend",
+}
+
+_POLICIES = {"persist": KeyPolicy.PERSIST, "evict": KeyPolicy.EVICT}
+
+
+def open_backend(
+    backend: str = "sqlite",
+    root: str | os.PathLike[str] | None = None,
+    collection_name: str | None = None,
+    *,
+    timeout: float = 10.0,
+) -> Backend:
+    """Return a backend of kind ``backend`` for a root and collection.
+
+    :param root: the directory of all stores; ``None`` means ``$LOCALSTORE_ROOT``
+        or else the user data directory.
+    :raises InvalidArgumentError: for an unknown backend name.
+    """
+    if not isinstance(backend, str) or backend not in BACKENDS:
+        raise InvalidArgumentError(
+            f"backend must be one of {', '.join(map(repr, BACKENDS))}, not {backend!r}"
+        )
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
+        raise InvalidArgumentError(f"timeout must be a number of seconds >= 0, not {timeout!r}")
+    collection = check_name(
+        DEFAULT_COLLECTION if collection_name is None else collection_name,
+        "collection_name",
+    )
+    path, _ = resolve_root(root)
+    module_name, class_name = BACKENDS[backend].split(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    instance: Backend = cls(path, collection, timeout=float(timeout))
+    return instance
+
+
+class ExecutionStoreService:
+    """Stores of keys in one context (a dataset, or the global one), kept locally.
+
+    Names, arguments and return types follow FiftyOne's
+    ``ExecutionStoreService``, so plugin code runs unchanged on either. Every
+    method is safe to call from several threads and processes at once, and a
+    second service on the same root sees each write as soon as it returns.
+    Expired keys are absent from every read, count and listing.
+
+    :param repo: a :class:`~localstore._backend.Backend` to use instead of one
+        chosen by ``root``, ``backend`` and ``collection_name``.
+    :param dataset_id: the dataset whose stores to use: a ``str`` or a bson
+        ``ObjectId`` (the same context as its hex string); ``None`` is global.
+    :param collection_name: a separate namespace under the root; default
+        ``"execution_store"``.
+    :param root: the directory that holds every store; default
+        ``$LOCALSTORE_ROOT``, else the user data directory.
+    :param backend: ``"sqlite"`` (default), ``"json"`` or ``"memory"``.
+    :param timeout: seconds to wait for another writer before raising
+        :class:`~localstore.errors.LockTimeoutError`.
+    :raises ArgumentTypeError: for a ``dataset_id`` of another type.
+    """
+
+    def __init__(
+        self,
+        repo: Backend | None = None,
+        dataset_id: Any = None,
+        collection_name: str | None = None,
+        *,
+        root: str | os.PathLike[str] | None = None,
+        backend: str = "sqlite",
+        timeout: float = 10.0,
+    ) -> None:
+        self._context = check_dataset_id(dataset_id)
+        if repo is None:
+            repo = open_backend(backend, root, collection_name, timeout=timeout)
+        elif not isinstance(repo, Backend):
+            raise ArgumentTypeError(
+                f"repo must be a localstore Backend, not {type(repo).__name__}"
+            )
+        elif root is not None or collection_name not in (None, repo.collection):
+            raise InvalidArgumentError(
+                "give either repo or root/collection_name, not both"
+            )
+        self._repo = repo
+
+    def __repr__(self) -> str:
+        return (
+            f"ExecutionStoreService(dataset_id={self._context!r}, "
+            f"collection_name={self._repo.collection!r}, root={self._repo.root!r}, "
+            f"backend={self._repo.kind!r})"
+        )
+
+    def __enter__(self) -> ExecutionStoreService:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def dataset_id(self) -> str | None:
+        """The context's dataset id as a ``str``, or ``None`` for the global one."""
+        return self._context
+
+    @property
+    def collection_name(self) -> str:
+        """The collection (namespace under the root) this service uses."""
+        return self._repo.collection
+
+    @property
+    def root(self) -> str:
+        """The absolute root directory."""
+        return self._repo.root
+
+    @property
+    def repo(self) -> Backend:
+        """The backend that stores the keys."""
+        return self._repo
+
+    def close(self) -> None:
+        """Close open files; the service stays usable and reopens them on demand."""
+        self._repo.close()
+
+    # Stores ------------------------------------------------------------------------
+
+    def create_store(
+        self,
+        store_name: str,
+        metadata: dict[str, Any] | None = None,
+        policy: str = "persist",
+    ) -> StoreDocument:
+        """Create a store's document, with optional metadata.
+
+        A store also comes into being implicitly when its first key is set;
+        calling this for such a store attaches the metadata.
+
+        :param metadata: a dict of storable values, or ``None``.
+        :param policy: ``"evict"`` lets :meth:`clear_cache` remove the document.
+        :raises StoreExistsError: when the store already has a document.
+        """
+        store = check_name(store_name)
+        if metadata is not None and not isinstance(metadata, dict):
+            raise ArgumentTypeError(
+                f"metadata must be a dict or None, not {type(metadata).__name__}"
+            )
+        policy = check_policy(policy)
+        text = None if metadata is None else _codec.encode(metadata)
+        record = self._repo.create_store(self._context, store, text, policy, now_micros())
+        return self._store_doc(store, record, self._context)
+
+    def get_store(self, store_name: str) -> StoreDocument | None:
+        """Return the store's document, or ``None`` if the store does not exist.
+
+        A store that has keys but no document gets a document with metadata
+        ``{}``.
+        """
+        store = check_name(store_name)
+        record = self._repo.get_store(self._context, store, now_micros())
+        return None if record is None else self._store_doc(store, record, self._context)
+
+    def list_stores(self) -> list[str]:
+        """Return the names of the context's stores, sorted."""
+        return self._repo.list_stores(self._context, now_micros())
+
+    def count_stores(self) -> int:
+        """Return the number of stores in the context."""
+        return len(self.list_stores())
+
+    def has_store(self, store_name: str) -> bool:
+        """Tell whether the store has a document or a live key in this context."""
+        store = check_name(store_name)
+        return self._repo.get_store(self._context, store, now_micros()) is not None
+
+    def delete_store(self, store_name: str) -> StoreDocument | None:
+        """Delete a store, its keys and its document, in this context.
+
+        :returns: the store's document as it was, or ``None`` if it did not exist.
+        """
+        store = check_name(store_name)
+        record = self._repo.delete_store(self._context, store, now_micros())
+        return None if record is None else self._store_doc(store, record, self._context)
+
+    # Keys ----------------------------------------------------------------------------
+
+    def set_key(
+        self,
+        store_name: str,
+        key: str,
+        value: Any,
+        ttl: float | None = None,
+        policy: str = "persist",
+    ) -> KeyDocument:
+        """Set a key's value, creating the store if needed.
+
+        Every call defines the key anew: value, ``updated_at``, expiry (``ttl``
+        seconds from now, or none when ``ttl`` is ``None``) and policy (``"evict"``
+        when a TTL is given). ``created_at`` is kept while the key stays live.
+
+        :param value: a storable value (see the README); it is copied.
+        :param ttl: seconds until the key expires, an int or float > 0.
+        :returns: the key as stored (a tuple reads back as a list, and so on).
+        :raises InvalidValueError: for a value that cannot be stored.
+        """
+        record = self._set(store_name, key, value, ttl, policy, only_if_absent=False)
+        assert record is not None
+        return self._key_doc(store_name, record)
+
+    def set_cache_key(
+        self, store_name: str, key: str, value: Any, ttl: float | None = None
+    ) -> KeyDocument:
+        """Set a key with the ``"evict"`` policy, so :meth:`clear_cache` removes it."""
+        return self.set_key(store_name, key, value, ttl=ttl, policy="evict")
+
+    def set_key_if_absent(
+        self,
+        store_name: str,
+        key: str,
+        value: Any,
+        ttl: float | None = None,
+        policy: str = "persist",
+    ) -> bool:
+        """Set a key only if it has no live value; atomic across processes.
+
+        :returns: whether this call set the key.
+        """
+        record = self._set(store_name, key, value, ttl, policy, only_if_absent=True)
+        return record is not None
+
+    def compare_and_set_key(
+        self,
+        store_name: str,
+        key: str,
+        expected: Any,
+        value: Any,
+        ttl: float | None = None,
+        policy: str = "persist",
+    ) -> bool:
+        """Set a live key to ``value`` only if it now equals ``expected``.
+
+        The comparison (``==`` on the value as stored, so ``(1, 2)`` matches
+        ``[1, 2]``) and the write are one atomic step across threads and
+        processes. A missing or expired key never matches.
+
+        :returns: whether this call set the key.
+        """
+        store, key, policy = check_name(store_name), check_key(key), check_policy(policy)
+        wanted = _codec.normalize(expected)
+        text = _codec.encode(value)
+        now = now_micros()
+        expires_at = expiry(ttl, now)
+        if expires_at is not None:
+            policy = "evict"
+
+        def matches(current: str) -> bool:
+            return bool(_codec.decode(current) == wanted)
+
+        record = self._repo.compare_and_set_key(
+            self._context, store, key, matches, text, expires_at, policy, now
+        )
+        return record is not None
+
+    def set_keys(
+        self,
+        store_name: str,
+        items: Mapping[str, Any] | Iterable[tuple[str, Any]],
+        ttl: float | None = None,
+        policy: str = "persist",
+    ) -> None:
+        """Set many keys in one step: all are written, or none.
+
+        Much faster than one :meth:`set_key` per key. Not part of FiftyOne's API.
+
+        :param items: a mapping of key to value, or ``(key, value)`` pairs.
+        """
+        store, policy = check_name(store_name), check_policy(policy)
+        pairs = items.items() if isinstance(items, Mapping) else items
+        encoded = [(check_key(key), _codec.encode(value)) for key, value in pairs]
+        now = now_micros()
+        expires_at = expiry(ttl, now)
+        if expires_at is not None:
+            policy = "evict"
+        if encoded:
+            self._repo.set_keys(self._context, store, encoded, expires_at, policy, now)
+
+    def has_key(self, store_name: str, key: str) -> bool:
+        """Tell whether the key has a live value."""
+        store, key = check_name(store_name), check_key(key)
+        return self._repo.has_key(self._context, store, key, now_micros())
+
+    def get_key(self, store_name: str, key: str) -> KeyDocument | None:
+        """Return the key, or ``None`` if it is missing or expired."""
+        store, key = check_name(store_name), check_key(key)
+        record = self._repo.get_key(self._context, store, key, now_micros())
+        return None if record is None else self._key_doc(store, record)
+
+    def get_value(self, store_name: str, key: str, default: Any = None) -> Any:
+        """Return the key's value, or ``default`` if it is missing or expired.
+
+        Quicker than :meth:`get_key` when the timestamps are not needed. Not
+        part of FiftyOne's API.
+        """
+        store, key = check_name(store_name), check_key(key)
+        record = self._repo.get_key(self._context, store, key, now_micros())
+        return default if record is None else _codec.decode(record.value)
+
+    def delete_key(self, store_name: str, key: str) -> bool:
+        """Delete a key; return whether it had a live value."""
+        store, key = check_name(store_name), check_key(key)
+        return self._repo.delete_key(self._context, store, key, now_micros())
+
+    def update_ttl(
+        self, store_name: str, key: str, new_ttl: float | None
+    ) -> KeyDocument | None:
+        """Give a live key a new TTL (seconds from now), or none with ``None``.
+
+        The policy and ``updated_at`` stay as they are.
+
+        :returns: the updated key, or ``None`` if it is missing or expired.
+        """
+        store, key = check_name(store_name), check_key(key)
+        now = now_micros()
+        expires_at = expiry(new_ttl, now, "new_ttl")
+        record = self._repo.update_key(
+            self._context, store, key, now, expires_at=expires_at, policy=None,
+            set_expiry=True,
+        )
+        return None if record is None else self._key_doc(store, record)
+
+    def update_policy(self, store_name: str, key: str, policy: str) -> KeyDocument | None:
+        """Change a live key's policy to ``"persist"`` or ``"evict"``.
+
+        :returns: the updated key, or ``None`` if it is missing or expired.
+        """
+        store, key, policy = check_name(store_name), check_key(key), check_policy(policy)
+        record = self._repo.update_key(
+            self._context, store, key, now_micros(), expires_at=None, policy=policy,
+            set_expiry=False,
+        )
+        return None if record is None else self._key_doc(store, record)
+
+    def list_keys(self, store_name: str) -> list[str]:
+        """Return the store's live keys, sorted."""
+        store = check_name(store_name)
+        return self._repo.list_keys(self._context, store, now_micros())
+
+    def list_values(
+        self,
+        store_name: str,
+        key_prefix: str | None = None,
+        exclude_fields: Iterable[str] | None = None,
+    ) -> list[Any]:
+        """Return the values of the store's live keys, in key order.
+
+        :param key_prefix: only keys starting with this literal, case-sensitive
+            string; ``None`` or ``""`` for all.
+        :param exclude_fields: top-level fields to leave out of dict values (the
+            stored values are not changed).
+        :returns: the values; ``None`` values are kept.
+        """
+        store = check_name(store_name)
+        if key_prefix is not None and not isinstance(key_prefix, str):
+            raise ArgumentTypeError(
+                f"key_prefix must be a str or None, not {type(key_prefix).__name__}"
+            )
+        excluded = _check_fields(exclude_fields)
+        items = self._repo.list_items(self._context, store, now_micros(), key_prefix)
+        values = [_codec.decode(text) for _, text in items]
+        if excluded:
+            values = [
+                {k: v for k, v in value.items() if k not in excluded}
+                if isinstance(value, dict)
+                else value
+                for value in values
+            ]
+        return values
+
+    def count_keys(self, store_name: str) -> int:
+        """Return the number of live keys in the store."""
+        store = check_name(store_name)
+        return self._repo.count_keys(self._context, store, now_micros())
+
+    def clear_cache(self, store_name: str | None = None) -> None:
+        """Delete cache entries in this context: one store's, or every store's.
+
+        Removes keys whose policy is ``"evict"`` or that have a TTL, and store
+        documents created with ``policy="evict"``.
+        """
+        store = None if store_name is None else check_name(store_name)
+        self._repo.clear_cache(self._context, store, now_micros())
+
+    def cleanup(self) -> None:
+        """Delete every store of this context, keys and documents alike."""
+        now = now_micros()
+        for store in self._repo.list_stores(self._context, now):
+            self._repo.delete_store(self._context, store, now)
+
+    def sweep(self) -> dict[tuple[str | None, str], int]:
+        """Delete expired keys for good, in every context of this collection.
+
+        Reads never return expired keys anyway; this reclaims their space. Not
+        part of FiftyOne's API.
+
+        :returns: keys deleted per ``(dataset_id, store_name)``, zeros left out.
+        """
+        return self._repo.sweep(now_micros())
+
+    # Across contexts ------------------------------------------------------------------
+
+    def has_store_global(self, store_name: str) -> bool:
+        """Tell whether the store exists in any context of this collection."""
+        store = check_name(store_name)
+        now = now_micros()
+        return any(
+            self._repo.get_store(context, store, now) is not None
+            for context in self._repo.list_contexts()
+        )
+
+    def list_stores_global(self) -> list[StoreDocument]:
+        """Return one document per store and context, key-only stores included."""
+        now = now_micros()
+        documents = []
+        for context in self._repo.list_contexts():
+            for store in self._repo.list_stores(context, now):
+                record = self._repo.get_store(context, store, now)
+                if record is not None:
+                    documents.append(self._store_doc(store, record, context))
+        return documents
+
+    def count_stores_global(self) -> int:
+        """Return the number of (store, context) pairs in this collection."""
+        now = now_micros()
+        return sum(
+            len(self._repo.list_stores(context, now))
+            for context in self._repo.list_contexts()
+        )
+
+    def delete_store_global(self, store_name: str) -> int:
+        """Delete the store in every context; return how many contexts had it."""
+        store = check_name(store_name)
+        now = now_micros()
+        deleted = 0
+        for context in self._repo.list_contexts():
+            if self._repo.delete_store(context, store, now) is not None:
+                deleted += 1
+        return deleted
+
+    # Helpers -----------------------------------------------------------------------------
+
+    def _set(
+        self,
+        store_name: str,
+        key: str,
+        value: Any,
+        ttl: float | None,
+        policy: str,
+        *,
+        only_if_absent: bool,
+    ) -> KeyRecord | None:
+        """Validate, encode and write one key."""
+        store, key, policy = check_name(store_name), check_key(key), check_policy(policy)
+        text = _codec.encode(value)
+        now = now_micros()
+        expires_at = expiry(ttl, now)
+        if expires_at is not None:
+            policy = "evict"
+        return self._repo.set_key(
+            self._context, store, key, text, expires_at, policy, now,
+            only_if_absent=only_if_absent,
+        )
+
+    def _key_doc(self, store: str, record: KeyRecord) -> KeyDocument:
+        """Turn a backend record into the document the API returns."""
+        return KeyDocument(
+            store_name=store,
+            key=record.key,
+            value=_codec.decode(record.value),
+            dataset_id=self._context,
+            created_at=to_datetime(record.created_at),  # type: ignore[arg-type]  # never None
+            updated_at=to_datetime(record.updated_at),
+            expires_at=to_datetime(record.expires_at),
+            policy=_POLICIES[record.policy],
+        )
+
+    @staticmethod
+    def _store_doc(store: str, record: StoreRecord, context: str | None) -> StoreDocument:
+        """Turn a backend store record into a :class:`StoreDocument`."""
+        return StoreDocument(
+            store_name=store,
+            value=None if record.metadata is None else _codec.decode(record.metadata),
+            dataset_id=context,
+            created_at=to_datetime(record.created_at),  # type: ignore[arg-type]  # never None
+            updated_at=to_datetime(record.updated_at),
+            policy=_POLICIES[record.policy],
+        )
+
+
+def _check_fields(fields: Iterable[str] | None) -> frozenset[str]:
+    """Return ``exclude_fields`` as a set, or raise if it is not names."""
+    if fields is None:
+        return frozenset()
+    if isinstance(fields, str) or not isinstance(fields, Iterable):
+        raise ArgumentTypeError(
+            f"exclude_fields must be a list of field names, not {fields!r}"
+        )
+    names = frozenset(fields)
+    for name in names:
+        if not isinstance(name, str):
+            raise ArgumentTypeError(f"exclude_fields holds {name!r}, not a str")
+    return names

@@ -1,0 +1,824 @@
+"""The SQLite backend: one SQLite file per store, in WAL mode.
+
+Layout: ``<root>/<collection>/<context>/<store>.sqlite``, names encoded by
+:mod:`localstore._paths`. Each file records its schema version
+(``PRAGMA user_version``), an application id that marks it as a localstore
+file, and the exact store name and dataset id.
+
+Concurrency rests on SQLite's own locking: every write is one statement or one
+``BEGIN IMMEDIATE`` transaction, and a busy timeout makes writers queue instead
+of failing. A ``filelock`` lock is taken only to create a file, never per
+operation. Connections are kept open, one per file per process, shared by
+threads under a lock, and at most :data:`MAX_OPEN_FILES` at once.
+
+A store file is never unlinked while the library runs: other processes may hold
+it open, and SQLite deletes a WAL file by name when its last connection closes,
+so unlinking a live database can destroy the WAL of a new file created at the
+same path. ``delete_store`` therefore empties the file in place.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from ._backend import Backend, KeyRecord, StoreRecord
+from ._paths import GLOBAL_CONTEXT_DIR, decode_name, encode_name
+from .errors import (
+    CorruptStoreError,
+    LocalStoreError,
+    LockTimeoutError,
+    StoreExistsError,
+    StoreIOError,
+    StorePermissionError,
+)
+
+__all__ = ["SQLiteBackend"]
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+SUFFIX = ".sqlite"
+SCHEMA_VERSION = 1
+APPLICATION_ID = 0x4C53544F  # "LSTO"
+
+#: How many store files one process keeps open at most (each holds 3 descriptors).
+MAX_OPEN_FILES = 64
+
+#: Expired rows a write removes on its way, so no single write pays for many.
+_PURGE_BATCH = 64
+
+_SCHEMA = f"""
+CREATE TABLE store_info (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    store_name TEXT NOT NULL,
+    dataset_id TEXT,
+    created_at INTEGER NOT NULL,
+    key_count INTEGER NOT NULL
+);
+CREATE TABLE store_doc (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    metadata TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER,
+    policy TEXT NOT NULL
+);
+CREATE TABLE keys (
+    key TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    expires_at INTEGER,
+    policy TEXT NOT NULL
+);
+CREATE INDEX keys_by_expiry ON keys (expires_at) WHERE expires_at IS NOT NULL;
+CREATE TRIGGER keys_added AFTER INSERT ON keys
+    BEGIN UPDATE store_info SET key_count = key_count + 1; END;
+CREATE TRIGGER keys_removed AFTER DELETE ON keys
+    BEGIN UPDATE store_info SET key_count = key_count - 1; END;
+PRAGMA application_id = {APPLICATION_ID};
+PRAGMA user_version = {SCHEMA_VERSION};
+"""
+
+_LIVE = "(expires_at IS NULL OR expires_at > :now)"
+_KEY_COLUMNS = "key, value, created_at, updated_at, expires_at, policy"
+
+SELECT_KEY = f"SELECT {_KEY_COLUMNS} FROM keys WHERE key = :key AND {_LIVE}"
+HAS_KEY = f"SELECT 1 FROM keys WHERE key = :key AND {_LIVE}"
+SELECT_EXPIRED_KEYS = (
+    "SELECT key FROM keys WHERE expires_at IS NOT NULL AND expires_at <= :now"
+)
+SELECT_ALL_KEYS = "SELECT key FROM keys ORDER BY key"
+SELECT_ITEMS = f"SELECT key, value FROM keys WHERE {_LIVE} ORDER BY key"
+SELECT_ITEMS_IN_RANGE = (
+    f"SELECT key, value FROM keys WHERE key >= :low AND key < :high AND {_LIVE} "
+    "ORDER BY key"
+)
+SELECT_ITEMS_FROM = (
+    f"SELECT key, value FROM keys WHERE key >= :low AND {_LIVE} ORDER BY key"
+)
+COUNT_LIVE_KEYS = (
+    "SELECT key_count - (SELECT count(*) FROM keys "
+    "WHERE expires_at IS NOT NULL AND expires_at <= :now) FROM store_info"
+)
+SELECT_STORE_DOC = "SELECT metadata, created_at, updated_at, policy FROM store_doc"
+SELECT_OLDEST_LIVE = f"SELECT min(created_at) FROM keys WHERE {_LIVE}"
+UPSERT_KEY = f"""
+INSERT INTO keys (key, value, created_at, updated_at, expires_at, policy)
+VALUES (:key, :value, :now, :now, :expires_at, :policy)
+ON CONFLICT (key) DO UPDATE SET
+    value = excluded.value,
+    created_at = CASE WHEN {_LIVE.replace("expires_at", "keys.expires_at")}
+        THEN keys.created_at ELSE excluded.created_at END,
+    updated_at = excluded.updated_at,
+    expires_at = excluded.expires_at,
+    policy = excluded.policy
+RETURNING created_at
+"""
+INSERT_KEY_IF_ABSENT = f"""
+INSERT INTO keys (key, value, created_at, updated_at, expires_at, policy)
+VALUES (:key, :value, :now, :now, :expires_at, :policy)
+ON CONFLICT (key) DO UPDATE SET
+    value = excluded.value,
+    created_at = excluded.created_at,
+    updated_at = excluded.updated_at,
+    expires_at = excluded.expires_at,
+    policy = excluded.policy
+WHERE keys.expires_at IS NOT NULL AND keys.expires_at <= :now
+RETURNING created_at
+"""
+UPDATE_EXPIRY = f"""
+UPDATE keys SET expires_at = :expires_at WHERE key = :key AND {_LIVE}
+RETURNING {_KEY_COLUMNS}
+"""
+UPDATE_POLICY = f"""
+UPDATE keys SET policy = :policy WHERE key = :key AND {_LIVE}
+RETURNING {_KEY_COLUMNS}
+"""
+DELETE_KEY = "DELETE FROM keys WHERE key = :key RETURNING expires_at"
+DELETE_EXPIRED = "DELETE FROM keys WHERE expires_at IS NOT NULL AND expires_at <= :now"
+PURGE_EXPIRED = f"""
+DELETE FROM keys WHERE rowid IN (
+    SELECT rowid FROM keys WHERE expires_at IS NOT NULL AND expires_at <= :now
+    LIMIT {_PURGE_BATCH})
+"""
+DELETE_ALL_KEYS = "DELETE FROM keys"
+DELETE_STORE_DOC = "DELETE FROM store_doc"
+DELETE_CACHE_KEYS = (
+    "DELETE FROM keys WHERE policy = 'evict' OR expires_at IS NOT NULL"
+)
+DELETE_EVICT_STORE_DOC = "DELETE FROM store_doc WHERE policy = 'evict'"
+INSERT_STORE_DOC = """
+INSERT INTO store_doc (id, metadata, created_at, updated_at, policy)
+VALUES (1, :metadata, :now, NULL, :policy)
+"""
+INSERT_STORE_INFO = """
+INSERT INTO store_info (id, store_name, dataset_id, created_at, key_count)
+VALUES (1, :store_name, :dataset_id, :now, 0)
+"""
+
+# SQLite result codes, for converting errors (sqlite3.Error.sqlite_errorcode & 0xFF).
+_BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = (
+    5, 6, 8, 10, 11, 13, 14, 26,
+)
+
+
+class _Handle:
+    """An open connection to one store file, and the lock its users take turns on."""
+
+    __slots__ = ("closed", "conn", "identity", "lock", "timeout")
+
+    def __init__(self, conn: sqlite3.Connection, identity: tuple[int, int]) -> None:
+        self.conn = conn
+        self.identity = identity
+        self.lock = threading.Lock()
+        self.closed = False
+        self.timeout = -1.0
+
+
+class _Pool:
+    """The process's open store files, least recently used first."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.handles: OrderedDict[str, _Handle] = OrderedDict()
+        self.abandoned: list[_Handle] = []
+
+
+_pool = _Pool()
+
+
+def _forget_inherited_connections() -> None:
+    """In a forked child, drop the parent's connections without closing them.
+
+    Closing would run SQLite's last-connection cleanup on files the parent is
+    still using; the parent's locks are not the child's to release.
+    """
+    global _pool
+    inherited = _pool
+    _pool = _Pool()
+    _pool.abandoned = [*inherited.abandoned, *inherited.handles.values()]
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_inherited_connections)
+
+
+class SQLiteBackend(Backend):
+    """Keeps each store in one SQLite file; the default backend."""
+
+    kind = "sqlite"
+
+    def __init__(self, root: str, collection: str, *, timeout: float = 10.0) -> None:
+        super().__init__(root, collection, timeout=timeout)
+        self._collection_dir = os.path.join(root, encode_name(collection))
+
+    # Paths -----------------------------------------------------------------------
+
+    def context_dir(self, context: str | None) -> str:
+        """Return the directory that holds the stores of ``context``."""
+        name = GLOBAL_CONTEXT_DIR if context is None else encode_name(context)
+        return os.path.join(self._collection_dir, name)
+
+    def store_path(self, context: str | None, store: str) -> str:
+        """Return the file that holds ``store`` of ``context``."""
+        return os.path.join(self.context_dir(context), encode_name(store) + SUFFIX)
+
+    # Connections -----------------------------------------------------------------
+
+    @contextmanager
+    def _connect(
+        self, context: str | None, store: str, *, create: bool
+    ) -> Iterator[sqlite3.Connection | None]:
+        """Yield the open connection of a store, or ``None`` if it has no file.
+
+        With ``create`` the file is made first when missing. SQLite and OS errors
+        raised inside are converted to :class:`LocalStoreError` subclasses.
+        """
+        path = self.store_path(context, store)
+        with _converting_errors(path):
+            while True:
+                handle = self._handle(path, context, store, create=create)
+                if handle is None:
+                    yield None
+                    return
+                with handle.lock:
+                    if handle.closed:
+                        continue  # evicted between lookup and lock: look again
+                    if handle.timeout != self.timeout:
+                        handle.conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+                        handle.timeout = self.timeout
+                    yield handle.conn
+                    return
+
+    def _handle(
+        self, path: str, context: str | None, store: str, *, create: bool
+    ) -> _Handle | None:
+        """Return the pooled handle of ``path``, opening (or creating) it if needed."""
+        # The one filesystem check per call: it notices a file that was deleted
+        # or replaced behind our back (say, a test removed its temporary root).
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:
+            if not create:
+                self._discard(path)
+                return None
+            self._create(path, context, store)
+            stat = os.stat(path)
+        identity = (stat.st_dev, stat.st_ino)
+
+        pool = _pool
+        with pool.lock:
+            handle = pool.handles.get(path)
+            if handle is not None:
+                if handle.identity == identity:
+                    pool.handles.move_to_end(path)
+                    return handle
+                del pool.handles[path]
+                pool.abandoned.append(handle)  # see _forget_inherited_connections
+
+        handle = _Handle(self._open(path), identity)
+        with pool.lock:
+            existing = pool.handles.get(path)
+            if existing is not None and existing.identity == identity:
+                handle.conn.close()  # another thread won the race
+                return existing
+            pool.handles[path] = handle
+            evicted = self._evict_over_limit(pool)
+        for old in evicted:
+            with old.lock:
+                old.closed = True
+                old.conn.close()
+        return handle
+
+    @staticmethod
+    def _evict_over_limit(pool: _Pool) -> list[_Handle]:
+        """Take the least recently used handles out of a pool that is too full."""
+        evicted = []
+        while len(pool.handles) > MAX_OPEN_FILES:
+            _, old = pool.handles.popitem(last=False)
+            evicted.append(old)
+        return evicted
+
+    def _discard(self, path: str) -> None:
+        """Forget the handle of a file that no longer exists."""
+        pool = _pool
+        with pool.lock:
+            handle = pool.handles.pop(path, None)
+            if handle is not None:
+                pool.abandoned.append(handle)
+
+    def _open(self, path: str) -> sqlite3.Connection:
+        """Open an existing store file and check that it is one of ours."""
+        conn = sqlite3.connect(
+            _uri(path, "rw"),
+            uri=True,
+            timeout=self.timeout,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        try:
+            conn.execute("PRAGMA synchronous = NORMAL")
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except BaseException:
+            conn.close()
+            raise
+        if app_id != APPLICATION_ID or version < 1:
+            conn.close()
+            raise CorruptStoreError(
+                f"{path} is not a localstore store file (application id "
+                f"{app_id:#x}, schema version {version}); it was left as it is",
+                path,
+            )
+        if version > SCHEMA_VERSION:
+            conn.close()
+            raise CorruptStoreError(
+                f"{path} has schema version {version}, newer than this localstore "
+                f"understands ({SCHEMA_VERSION}); upgrade localstore",
+                path,
+            )
+        logger.debug("opened store file %s", path)
+        return conn
+
+    def _create(self, path: str, context: str | None, store: str) -> None:
+        """Create a store file, complete, under the context's creation lock.
+
+        The file is built under a temporary name and renamed into place, so a
+        crash leaves no half-made store: only a temporary file that ``doctor``
+        reports.
+        """
+        directory = os.path.dirname(path)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        from filelock import FileLock  # imported late: only creation needs it
+
+        lock = FileLock(os.path.join(directory, ".lock"), timeout=self.timeout, mode=0o600)
+        try:
+            lock.acquire()
+        except TimeoutError as exc:
+            raise LockTimeoutError(
+                f"timed out after {self.timeout} s waiting for {lock.lock_file}", lock.lock_file
+            ) from exc
+        try:
+            if os.path.exists(path):
+                return
+            temporary = f"{path}.{uuid.uuid4().hex}.tmp"
+            try:
+                self._initialize(temporary, context, store)
+                os.rename(temporary, path)
+            finally:
+                for leftover in (temporary, temporary + "-wal", temporary + "-shm"):
+                    if os.path.lexists(leftover):
+                        os.unlink(leftover)
+            logger.debug("created store file %s", path)
+        finally:
+            lock.release()
+
+    def _initialize(self, path: str, context: str | None, store: str) -> None:
+        """Write a new, empty store file at ``path``."""
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | _NOFOLLOW, 0o600))
+        conn = sqlite3.connect(path, isolation_level=None)
+        try:
+            # The file is not visible under its real name yet, so the statements
+            # need no transaction around them.
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.executescript(_SCHEMA)
+            conn.execute(
+                INSERT_STORE_INFO,
+                {"store_name": store, "dataset_id": context, "now": time.time_ns() // 1000},
+            )
+        finally:
+            conn.close()
+
+    # Keys ------------------------------------------------------------------------
+
+    def get_key(
+        self, context: str | None, store: str, key: str, now: int
+    ) -> KeyRecord | None:
+        """Return the live key, or ``None``."""
+        with self._connect(context, store, create=False) as conn:
+            if conn is None:
+                return None
+            row = conn.execute(SELECT_KEY, {"key": key, "now": now}).fetchone()
+        return None if row is None else KeyRecord(*row)
+
+    def has_key(self, context: str | None, store: str, key: str, now: int) -> bool:
+        """Tell whether the key is live."""
+        with self._connect(context, store, create=False) as conn:
+            if conn is None:
+                return False
+            row = conn.execute(HAS_KEY, {"key": key, "now": now}).fetchone()
+        return row is not None
+
+    def set_key(
+        self,
+        context: str | None,
+        store: str,
+        key: str,
+        value: str,
+        expires_at: int | None,
+        policy: str,
+        now: int,
+        *,
+        only_if_absent: bool = False,
+    ) -> KeyRecord | None:
+        """Write a key (see :meth:`Backend.set_key`)."""
+        params = {
+            "key": key,
+            "value": value,
+            "now": now,
+            "expires_at": expires_at,
+            "policy": policy,
+        }
+        statement = INSERT_KEY_IF_ABSENT if only_if_absent else UPSERT_KEY
+        with self._connect(context, store, create=True) as conn:
+            assert conn is not None
+            with _transaction(conn):
+                row = conn.execute(statement, params).fetchone()
+                conn.execute(PURGE_EXPIRED, {"now": now})
+        if row is None:
+            return None
+        return KeyRecord(key, value, row[0], now, expires_at, policy)
+
+    def set_keys(
+        self,
+        context: str | None,
+        store: str,
+        items: list[tuple[str, str]],
+        expires_at: int | None,
+        policy: str,
+        now: int,
+    ) -> None:
+        """Write many keys in one transaction."""
+        rows = (
+            {"key": key, "value": value, "now": now, "expires_at": expires_at, "policy": policy}
+            for key, value in items
+        )
+        with self._connect(context, store, create=True) as conn:
+            assert conn is not None
+            with _transaction(conn):
+                conn.executemany(UPSERT_KEY.replace("RETURNING created_at", ""), rows)
+
+    def compare_and_set_key(
+        self,
+        context: str | None,
+        store: str,
+        key: str,
+        matches: Callable[[str], bool],
+        value: str,
+        expires_at: int | None,
+        policy: str,
+        now: int,
+    ) -> KeyRecord | None:
+        """Write a live key if its value matches, atomically."""
+        with self._connect(context, store, create=False) as conn:
+            if conn is None:
+                return None
+            with _transaction(conn):
+                row = conn.execute(SELECT_KEY, {"key": key, "now": now}).fetchone()
+                if row is None or not matches(row[1]):
+                    return None
+                conn.execute(
+                    UPSERT_KEY,
+                    {
+                        "key": key,
+                        "value": value,
+                        "now": now,
+                        "expires_at": expires_at,
+                        "policy": policy,
+                    },
+                ).fetchall()
+        return KeyRecord(key, value, row[2], now, expires_at, policy)
+
+    def update_key(
+        self,
+        context: str | None,
+        store: str,
+        key: str,
+        now: int,
+        *,
+        expires_at: int | None,
+        policy: str | None,
+        set_expiry: bool,
+    ) -> KeyRecord | None:
+        """Change a live key's expiry and/or policy."""
+        with self._connect(context, store, create=False) as conn:
+            if conn is None:
+                return None
+            row = None
+            with _transaction(conn):
+                if set_expiry:
+                    row = conn.execute(
+                        UPDATE_EXPIRY, {"key": key, "now": now, "expires_at": expires_at}
+                    ).fetchone()
+                if policy is not None and (row is not None or not set_expiry):
+                    row = conn.execute(
+                        UPDATE_POLICY, {"key": key, "now": now, "policy": policy}
+                    ).fetchone()
+        return None if row is None else KeyRecord(*row)
+
+    def delete_key(self, context: str | None, store: str, key: str, now: int) -> bool:
+        """Delete a key; return whether a live key was deleted."""
+        with self._connect(context, store, create=False) as conn:
+            if conn is None:
+                return False
+            with _transaction(conn):
+                row = conn.execute(DELETE_KEY, {"key": key}).fetchone()
+        return row is not None and (row[0] is None or row[0] > now)
+
+    def list_items(
+        self, context: str | None, store: str, now: int, prefix: str | None
+    ) -> list[tuple[str, str]]:
+        """Return the live ``(key, value)`` pairs, by key, optionally by prefix."""
+        with self._connect(context, store, create=False) as conn:
+            if conn is None:
+                return []
+            if not prefix:
+                return conn.execute(SELECT_ITEMS, {"now": now}).fetchall()
+            high = _prefix_end(prefix)
+            if high is None:
+                rows = conn.execute(SELECT_ITEMS_FROM, {"low": prefix, "now": now})
+            else:
+                rows = conn.execute(
+                    SELECT_ITEMS_IN_RANGE, {"low": prefix, "high": high, "now": now}
+                )
+            return rows.fetchall()
+
+    def list_keys(self, context: str | None, store: str, now: int) -> list[str]:
+        """Return the live keys, sorted."""
+        with self._connect(context, store, create=False) as conn:
+            if conn is None:
+                return []
+            # Scanning the key index alone is the fast path; expired keys, which
+            # the expiry index finds cheaply, are taken out afterwards.
+            expired = conn.execute(SELECT_EXPIRED_KEYS, {"now": now}).fetchall()
+            keys = [row[0] for row in conn.execute(SELECT_ALL_KEYS)]
+        if expired:
+            gone = {row[0] for row in expired}
+            keys = [key for key in keys if key not in gone]
+        return keys
+
+    def count_keys(self, context: str | None, store: str, now: int) -> int:
+        """Return the number of live keys."""
+        with self._connect(context, store, create=False) as conn:
+            if conn is None:
+                return 0
+            count: int = conn.execute(COUNT_LIVE_KEYS, {"now": now}).fetchone()[0]
+        return count
+
+    # Stores ----------------------------------------------------------------------
+
+    def create_store(
+        self,
+        context: str | None,
+        store: str,
+        metadata: str | None,
+        policy: str,
+        now: int,
+    ) -> StoreRecord:
+        """Write a store's document; raise :class:`StoreExistsError` if it has one."""
+        with self._connect(context, store, create=True) as conn:
+            assert conn is not None
+            with _transaction(conn):
+                try:
+                    conn.execute(
+                        INSERT_STORE_DOC, {"metadata": metadata, "now": now, "policy": policy}
+                    )
+                except sqlite3.IntegrityError as exc:
+                    raise StoreExistsError(
+                        f"store {store!r} already exists in "
+                        f"{_describe_context(context)}"
+                    ) from exc
+        return StoreRecord(metadata, now, None, policy, True)
+
+    def get_store(self, context: str | None, store: str, now: int) -> StoreRecord | None:
+        """Return the store's document, a made-up one for a key-only store, or None."""
+        with self._connect(context, store, create=False) as conn:
+            if conn is None:
+                return None
+            return self._read_store(conn, now)
+
+    @staticmethod
+    def _read_store(conn: sqlite3.Connection, now: int) -> StoreRecord | None:
+        """Read the store document, or make one up from the live keys."""
+        row = conn.execute(SELECT_STORE_DOC).fetchone()
+        if row is not None:
+            return StoreRecord(*row, has_document=True)
+        oldest = conn.execute(SELECT_OLDEST_LIVE, {"now": now}).fetchone()[0]
+        if oldest is None:
+            return None
+        return StoreRecord(None, oldest, None, "persist", has_document=False)
+
+    def delete_store(
+        self, context: str | None, store: str, now: int
+    ) -> StoreRecord | None:
+        """Empty a store in place (see the module docstring); return what existed."""
+        with self._connect(context, store, create=False) as conn:
+            if conn is None:
+                return None
+            with _transaction(conn):
+                existing = self._read_store(conn, now)
+                conn.execute(DELETE_ALL_KEYS)
+                conn.execute(DELETE_STORE_DOC)
+        return existing
+
+    def clear_cache(self, context: str | None, store: str | None, now: int) -> int:
+        """Delete evict-policy and TTL keys, and evict-policy store documents."""
+        stores = self.list_stores(context, now) if store is None else [store]
+        deleted = 0
+        for name in stores:
+            with self._connect(context, name, create=False) as conn:
+                if conn is None:
+                    continue
+                with _transaction(conn):
+                    deleted += conn.execute(DELETE_CACHE_KEYS).rowcount
+                    deleted += conn.execute(DELETE_EVICT_STORE_DOC).rowcount
+        return deleted
+
+    def list_stores(self, context: str | None, now: int) -> list[str]:
+        """Return the names of the stores that exist in ``context``, sorted."""
+        names = []
+        for store in self._stores_on_disk(context):
+            if self.get_store(context, store, now) is not None:
+                names.append(store)
+        return sorted(names)
+
+    def _stores_on_disk(self, context: str | None) -> list[str]:
+        """Return the names of every store file of a context, live or empty."""
+        directory = self.context_dir(context)
+        try:
+            entries = os.listdir(directory)
+        except FileNotFoundError:
+            return []
+        names = []
+        for entry in entries:
+            if not entry.endswith(SUFFIX):
+                continue
+            name = decode_name(entry[: -len(SUFFIX)])
+            if name is None:
+                name = self._read_name(os.path.join(directory, entry))
+            if name is not None:
+                names.append(name)
+        return names
+
+    def _read_name(self, path: str) -> str | None:
+        """Read the exact store name recorded inside a file with a hashed name."""
+        try:
+            conn = sqlite3.connect(_uri(path, "ro"), uri=True, timeout=self.timeout)
+            try:
+                row = conn.execute("SELECT store_name FROM store_info").fetchone()
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            logger.warning("skipping %s: not a readable store file", path)
+            return None
+        if row is None or encode_name(row[0]) + SUFFIX != os.path.basename(path):
+            logger.warning("skipping %s: its recorded name does not match", path)
+            return None
+        return str(row[0])
+
+    def list_contexts(self) -> list[str | None]:
+        """Return every context with a directory under the collection."""
+        try:
+            entries = os.listdir(self._collection_dir)
+        except FileNotFoundError:
+            return []
+        contexts: list[str | None] = []
+        for entry in sorted(entries):
+            if entry == GLOBAL_CONTEXT_DIR:
+                contexts.insert(0, None)
+            elif (name := decode_name(entry)) is not None:
+                contexts.append(name)
+        return contexts
+
+    def sweep(self, now: int) -> dict[tuple[str | None, str], int]:
+        """Delete expired keys for good in every context of the collection."""
+        counts: dict[tuple[str | None, str], int] = {}
+        for context in self.list_contexts():
+            for store in self._stores_on_disk(context):
+                with self._connect(context, store, create=False) as conn:
+                    if conn is None:
+                        continue
+                    with _transaction(conn):
+                        deleted = conn.execute(DELETE_EXPIRED, {"now": now}).rowcount
+                if deleted:
+                    counts[(context, store)] = deleted
+                    logger.debug("swept %d expired keys from %r", deleted, store)
+        return counts
+
+    def close(self) -> None:
+        """Close the connections to this backend's files that no call is using."""
+        prefix = self._collection_dir + os.sep
+        with _pool.lock:
+            mine = [path for path in _pool.handles if path.startswith(prefix)]
+            handles = [_pool.handles.pop(path) for path in mine]
+        for handle in handles:
+            with handle.lock:
+                handle.closed = True
+                handle.conn.close()
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def _uri(path: str, mode: str) -> str:
+    """Return the SQLite URI of a file path, escaping what a URI would misread."""
+    escaped = path.replace("%", "%25").replace("?", "%3F").replace("#", "%23")
+    if os.sep == "\\":
+        escaped = "/" + escaped.replace("\\", "/")
+    return f"file:{escaped}?mode={mode}"
+
+
+def _prefix_end(prefix: str) -> str | None:
+    """Return the smallest string above every string that starts with ``prefix``."""
+    for index in range(len(prefix) - 1, -1, -1):
+        code = ord(prefix[index])
+        if code < 0x10FFFF:
+            following = code + 1
+            if 0xD800 <= following <= 0xDFFF:
+                following = 0xE000  # surrogates cannot be stored in UTF-8
+            return prefix[:index] + chr(following)
+    return None
+
+
+def _describe_context(context: str | None) -> str:
+    """Name a context for an error message."""
+    return "the global context" if context is None else f"dataset {context!r}"
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """Run the enclosed statements as one immediate (write-locked) transaction."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+@contextmanager
+def _converting_errors(path: str) -> Iterator[None]:
+    """Turn sqlite3 and OS errors into localstore errors that name ``path``."""
+    try:
+        yield
+    except LocalStoreError:
+        raise
+    except sqlite3.Error as exc:
+        raise _convert_sqlite_error(exc, path) from exc
+    except PermissionError as exc:
+        raise StorePermissionError(f"permission denied for {path}: {exc}") from exc
+    except OSError as exc:
+        raise StoreIOError(exc.errno, f"{exc.strerror or exc} ({path})") from exc
+
+
+def _convert_sqlite_error(exc: sqlite3.Error, path: str) -> LocalStoreError:
+    """Choose the localstore error for a sqlite3 error."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    message = str(exc)
+    primary = code & 0xFF if code is not None else _guess_code(message)
+    if primary in (_BUSY, _LOCKED):
+        return LockTimeoutError(f"{path} stayed locked by another writer: {message}", path)
+    if primary == _READONLY:
+        return StorePermissionError(f"cannot write {path}: {message}")
+    if primary in (_CORRUPT, _NOTADB):
+        return CorruptStoreError(
+            f"{path} is damaged ({message}); it was left as it is", path
+        )
+    if primary == _FULL:
+        return StoreIOError(28, f"no space left writing {path}: {message}")
+    if primary == _CANTOPEN:
+        return StorePermissionError(f"cannot open {path}: {message}")
+    if primary == _IOERR:
+        return StoreIOError(5, f"I/O error on {path}: {message}")
+    if "no such table" in message or "no such column" in message:
+        return CorruptStoreError(f"{path} is not a localstore store file ({message})", path)
+    return StoreIOError(0, f"SQLite failed on {path}: {message}")
+
+
+def _guess_code(message: str) -> int | None:
+    """Read the error class from a message (Python 3.10 has no error codes)."""
+    for fragment, code in (
+        ("locked", _BUSY),
+        ("readonly", _READONLY),
+        ("read-only", _READONLY),
+        ("malformed", _CORRUPT),
+        ("not a database", _NOTADB),
+        ("disk is full", _FULL),
+        ("unable to open", _CANTOPEN),
+        ("disk I/O", _IOERR),
+    ):
+        if fragment in message:
+            return code
+    return None

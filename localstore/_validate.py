@@ -1,0 +1,114 @@
+"""Checks on the arguments of the public API, run before anything is touched."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from ._documents import STORE_KEY, KeyPolicy
+from .errors import ArgumentTypeError, InvalidArgumentError
+
+__all__ = ["check_dataset_id", "check_key", "check_name", "check_policy", "expiry"]
+
+_POLICIES = {"persist": "persist", "evict": "evict"}
+_LATEST = 253_402_300_799_000_000  # 9999-12-31 23:59:59 UTC in epoch microseconds
+
+
+def check_name(name: Any, what: str = "store_name") -> str:
+    """Return a store or collection name, or raise for one that cannot be used."""
+    if not isinstance(name, str):
+        raise ArgumentTypeError(
+            f"{what} must be a str, not {type(name).__name__} ({name!r})"
+        )
+    if not name:
+        raise InvalidArgumentError(f"{what} must not be empty")
+    if not name.isascii():
+        _check_encodable(name, what)
+    return name
+
+
+def check_key(key: Any) -> str:
+    """Return a key, or raise for one that cannot be used (``"__store__"`` included)."""
+    check_name(key, "key")
+    if key == STORE_KEY:
+        raise InvalidArgumentError(
+            f"the key {STORE_KEY!r} is reserved for the store's own document"
+        )
+    return key  # type: ignore[no-any-return]  # checked to be a str above
+
+
+def check_dataset_id(dataset_id: Any) -> str | None:
+    """Return the context key of a dataset id: ``None`` or its ``str`` form.
+
+    A bson ``ObjectId`` and its hex string are the same context.
+    """
+    if dataset_id is None:
+        return None
+    kind = type(dataset_id)
+    if kind.__name__ == "ObjectId" and kind.__module__.startswith("bson"):
+        return str(dataset_id)
+    if not isinstance(dataset_id, str):
+        raise ArgumentTypeError(
+            "dataset_id must be None, a str or a bson ObjectId, not "
+            f"{kind.__name__} ({dataset_id!r})"
+        )
+    return check_name(dataset_id, "dataset_id")
+
+
+def check_policy(policy: Any) -> str:
+    """Return ``"persist"`` or ``"evict"``, or raise for anything else."""
+    if isinstance(policy, KeyPolicy):
+        return policy.value
+    if not isinstance(policy, str):
+        raise ArgumentTypeError(
+            f"policy must be 'persist' or 'evict', not {type(policy).__name__} "
+            f"({policy!r})"
+        )
+    try:
+        return _POLICIES[policy]
+    except KeyError:
+        raise InvalidArgumentError(
+            f"policy must be 'persist' or 'evict', not {policy!r}"
+        ) from None
+
+
+def expiry(ttl: Any, now: int, what: str = "ttl") -> int | None:
+    """Return when a TTL of ``ttl`` seconds from ``now`` ends, in epoch microseconds.
+
+    ``None`` means no expiry. A TTL is an int or a float greater than 0, not a
+    bool, NaN or an infinity.
+    """
+    if ttl is None:
+        return None
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
+        raise ArgumentTypeError(
+            f"{what} must be a number of seconds (int or float), not "
+            f"{type(ttl).__name__} ({ttl!r})"
+        )
+    if not math.isfinite(ttl) or ttl <= 0:
+        raise InvalidArgumentError(
+            f"{what} must be a finite number of seconds greater than 0, not {ttl!r}"
+        )
+    expires_at = now + max(1, round(ttl * 1_000_000))
+    if expires_at > _LATEST:
+        raise InvalidArgumentError(
+            f"{what} of {ttl!r} seconds ends after the year 9999, the last one a "
+            "datetime can hold"
+        )
+    return expires_at
+
+
+def now_micros() -> int:
+    """Return the current time in microseconds since the Unix epoch (UTC)."""
+    return time.time_ns() // 1000
+
+
+def _check_encodable(text: str, what: str) -> None:
+    """Raise if ``text`` holds a lone surrogate, which no file or database can hold."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgumentError(
+            f"{what} {text!r} holds a lone surrogate and is not valid Unicode"
+        ) from None
