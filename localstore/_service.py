@@ -29,8 +29,6 @@ DEFAULT_COLLECTION = "execution_store"
 #: The backends ``backend=`` accepts, as ``module:class`` to import on first use.
 BACKENDS = {
     "sqlite": "localstore._sqlite:SQLiteBackend",
-    "json": "localstore._json:JSONBackend",
-    "memory": "localstore._memory:MemoryBackend",
 }
 
 _POLICIES = {"persist": KeyPolicy.PERSIST, "evict": KeyPolicy.EVICT}
