@@ -204,5 +204,43 @@ class Backend(abc.ABC):
         Returns the number deleted per ``(context, store)``, omitting zeros.
         """
 
+    # Whole stores, for copying, export and import -----------------------------------
+
+    @abc.abstractmethod
+    def dump_store(
+        self, context: str | None, store: str, now: int
+    ) -> tuple[StoreRecord | None, list[KeyRecord]]:
+        """Return a store's own document (``None`` if it has none) and live keys.
+
+        The keys come sorted, with every field as stored, read in one consistent
+        snapshot.
+        """
+
+    @abc.abstractmethod
+    def load_store(
+        self,
+        context: str | None,
+        store: str,
+        document: StoreRecord | None,
+        keys: list[KeyRecord],
+        now: int,
+        *,
+        replace: bool,
+    ) -> int:
+        """Write a document and keys exactly as given, timestamps included.
+
+        With ``replace`` existing live keys (and the document) are overwritten;
+        without, they are kept and the given ones skipped. All or nothing.
+        Returns the number of keys written.
+        """
+
+    @abc.abstractmethod
+    def change_marker(self, context: str | None, store: str) -> object:
+        """Return a cheap value that differs after any process changes the store.
+
+        Used by a watcher that polls for changes made by other processes; it may
+        also change when nothing did. ``None`` when the store has never existed.
+        """
+
     def close(self) -> None:  # noqa: B027 (optional hook: most backends hold nothing)
         """Release what this backend holds open; it stays usable."""

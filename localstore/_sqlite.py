@@ -144,6 +144,31 @@ UPDATE_POLICY = f"""
 UPDATE keys SET policy = :policy WHERE key = :key AND {_LIVE}
 RETURNING {_KEY_COLUMNS}
 """
+SELECT_LIVE_RECORDS = f"SELECT {_KEY_COLUMNS} FROM keys WHERE {_LIVE} ORDER BY key"
+_LOAD_KEY = f"""
+INSERT INTO keys ({_KEY_COLUMNS})
+VALUES (:key, :value, :created_at, :updated_at, :expires_at, :policy)
+ON CONFLICT (key) DO UPDATE SET
+    value = excluded.value,
+    created_at = excluded.created_at,
+    updated_at = excluded.updated_at,
+    expires_at = excluded.expires_at,
+    policy = excluded.policy
+"""
+LOAD_KEY_REPLACING = _LOAD_KEY + "RETURNING 1"
+LOAD_KEY_IF_ABSENT = (
+    _LOAD_KEY + "WHERE keys.expires_at IS NOT NULL AND keys.expires_at <= :now RETURNING 1"
+)
+_LOAD_STORE_DOC = """
+INSERT INTO store_doc (id, metadata, created_at, updated_at, policy)
+VALUES (1, :metadata, :created_at, :updated_at, :policy)
+"""
+LOAD_STORE_DOC_REPLACING = _LOAD_STORE_DOC + """
+ON CONFLICT (id) DO UPDATE SET metadata = excluded.metadata,
+    created_at = excluded.created_at, updated_at = excluded.updated_at,
+    policy = excluded.policy
+"""
+LOAD_STORE_DOC_IF_ABSENT = _LOAD_STORE_DOC + "ON CONFLICT (id) DO NOTHING"
 DELETE_KEY = "DELETE FROM keys WHERE key = :key RETURNING expires_at"
 DELETE_EXPIRED = "DELETE FROM keys WHERE expires_at IS NOT NULL AND expires_at <= :now"
 PURGE_EXPIRED = f"""
@@ -714,6 +739,64 @@ class SQLiteBackend(Backend):
                     counts[(context, store)] = deleted
                     logger.debug("swept %d expired keys from %r", deleted, store)
         return counts
+
+    # Whole stores ----------------------------------------------------------------
+
+    def dump_store(
+        self, context: str | None, store: str, now: int
+    ) -> tuple[StoreRecord | None, list[KeyRecord]]:
+        """Return the store document and every live key, in one snapshot."""
+        with self._connect(context, store, create=False) as conn:
+            if conn is None:
+                return None, []
+            conn.execute("BEGIN")  # a read transaction: one snapshot for both reads
+            try:
+                row = conn.execute(SELECT_STORE_DOC).fetchone()
+                keys = [KeyRecord(*r) for r in conn.execute(SELECT_LIVE_RECORDS, {"now": now})]
+            finally:
+                conn.execute("COMMIT")
+        document = None if row is None else StoreRecord(*row, has_document=True)
+        return document, keys
+
+    def load_store(
+        self,
+        context: str | None,
+        store: str,
+        document: StoreRecord | None,
+        keys: list[KeyRecord],
+        now: int,
+        *,
+        replace: bool,
+    ) -> int:
+        """Write a document and keys exactly as given, in one transaction."""
+        written = 0
+        statement = LOAD_KEY_REPLACING if replace else LOAD_KEY_IF_ABSENT
+        with self._connect(context, store, create=True) as conn:
+            assert conn is not None
+            with _transaction(conn):
+                if document is not None:
+                    conn.execute(
+                        LOAD_STORE_DOC_REPLACING if replace else LOAD_STORE_DOC_IF_ABSENT,
+                        {
+                            "metadata": document.metadata,
+                            "created_at": document.created_at,
+                            "updated_at": document.updated_at,
+                            "policy": document.policy,
+                        },
+                    )
+                for record in keys:
+                    params = {**record._asdict(), "now": now}
+                    written += len(conn.execute(statement, params).fetchall())
+        return written
+
+    def change_marker(self, context: str | None, store: str) -> object:
+        """Return the file's identity and SQLite's data version for this process."""
+        with self._connect(context, store, create=False) as conn:
+            if conn is None:
+                return None
+            version = conn.execute("PRAGMA data_version").fetchone()[0]
+        handle = _pool.handles.get(self.store_path(context, store))
+        return (None if handle is None else handle.identity, version)
 
     def close(self) -> None:
         """Close the connections to this backend's files that no call is using."""
