@@ -1,0 +1,152 @@
+"""TTLs: units, validation, refresh on write, and expired keys absent everywhere."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+
+from localstore import ArgumentTypeError, InvalidArgumentError, KeyPolicy
+
+
+def _wait_past(doc):
+    """Sleep until the key's expiry has passed."""
+    time.sleep((doc.expires_at - doc.updated_at).total_seconds() + 0.05)
+
+
+@pytest.mark.parametrize(
+    ("ttl", "error"),
+    [
+        (0, InvalidArgumentError),
+        (-5, InvalidArgumentError),
+        (math.nan, InvalidArgumentError),
+        (math.inf, InvalidArgumentError),
+        (1e30, InvalidArgumentError),
+        (True, ArgumentTypeError),
+        ("10", ArgumentTypeError),
+        ([10], ArgumentTypeError),
+    ],
+)
+def test_bad_ttls_raise_and_write_nothing(service, ttl, error):
+    service.set_key("s", "k", "old")
+
+    with pytest.raises(error, match="ttl"):
+        service.set_key("s", "k", "new", ttl=ttl)
+    with pytest.raises(error, match="ttl"):
+        service.update_ttl("s", "k", ttl)
+
+    doc = service.get_key("s", "k")
+    assert doc.value == "old"
+    assert doc.expires_at is None
+
+
+def test_ttl_errors_are_value_and_type_errors():
+    assert issubclass(InvalidArgumentError, ValueError)
+    assert issubclass(ArgumentTypeError, TypeError)
+
+
+def test_fractional_ttl_means_fractions_of_a_second(service):
+    doc = service.set_key("s", "k", 1, ttl=0.5)
+
+    assert (doc.expires_at - doc.updated_at).total_seconds() == pytest.approx(0.5)
+    assert service.get_key("s", "k") is not None
+    time.sleep(0.6)
+    assert service.get_key("s", "k") is None
+
+
+def test_expired_key_is_absent_from_every_read(service):
+    service.set_key("s", "live", 1)
+    doc = service.set_key("s", "old", {"x": 1}, ttl=0.2)
+    service.set_key("only_expired", "k", 1, ttl=0.2)
+    _wait_past(doc)
+
+    assert service.get_key("s", "old") is None
+    assert service.has_key("s", "old") is False
+    assert service.list_keys("s") == ["live"]
+    assert service.count_keys("s") == 1
+    assert service.list_values("s") == [1]
+    assert service.list_stores() == ["s"]
+    assert service.count_stores() == 1
+    assert not service.has_store("only_expired")
+    assert service.get_store("only_expired") is None
+    assert not service.has_store_global("only_expired")
+    assert service.count_stores_global() == 1
+    assert service.update_ttl("s", "old", 10) is None
+    assert service.update_policy("s", "old", "persist") is None
+    assert service.delete_key("s", "old") is False
+    assert service.compare_and_set_key("s", "old", {"x": 1}, 2) is False
+
+
+def test_set_key_again_with_ttl_moves_expiry_forward(service):
+    first = service.set_key("s", "k", 1, ttl=0.4)
+    time.sleep(0.2)
+
+    second = service.set_key("s", "k", 2, ttl=0.4)
+    time.sleep(0.3)
+
+    assert second.expires_at > first.expires_at
+    assert second.created_at == first.created_at
+    assert service.get_key("s", "k").value == 2
+
+
+def test_set_key_again_without_ttl_clears_expiry(service):
+    first = service.set_key("s", "k", 1, ttl=0.3)
+
+    second = service.set_key("s", "k", 2)
+    time.sleep(0.4)
+
+    assert second.expires_at is None
+    assert second.policy is KeyPolicy.PERSIST
+    assert second.created_at == first.created_at
+    assert service.get_key("s", "k") == second
+
+
+def test_writing_an_expired_key_is_a_fresh_insert(service):
+    first = service.set_key("s", "k", 1, ttl=0.1)
+    time.sleep(0.2)
+
+    second = service.set_key("s", "k", 2)
+
+    assert second.created_at > first.created_at
+    assert second.created_at == second.updated_at
+
+
+def test_set_key_if_absent_replaces_an_expired_key(service):
+    service.set_key("s", "k", 1, ttl=0.1)
+    time.sleep(0.2)
+
+    assert service.set_key_if_absent("s", "k", 2) is True
+
+    assert service.get_key("s", "k").value == 2
+
+
+def test_update_ttl_none_keeps_key_forever(service):
+    service.set_key("s", "k", 1, ttl=0.2)
+
+    service.update_ttl("s", "k", None)
+    time.sleep(0.3)
+
+    assert service.get_key("s", "k").value == 1
+
+
+def test_update_ttl_shortens_life_of_a_key(service):
+    service.set_key("s", "k", 1)
+
+    service.update_ttl("s", "k", 0.1)
+    time.sleep(0.2)
+
+    assert not service.has_key("s", "k")
+
+
+def test_sweep_removes_expired_keys_for_good(service):
+    service.set_key("s", "gone", 1, ttl=0.1)
+    service.set_key("s", "kept", 1)
+    service.set_key("t", "gone", 1, ttl=0.1)
+    time.sleep(0.2)
+
+    swept = service.sweep()
+
+    assert swept == {(None, "s"): 1, (None, "t"): 1}
+    assert service.sweep() == {}
+    assert service.list_keys("s") == ["kept"]
