@@ -697,19 +697,34 @@ class SQLiteBackend(Backend):
 
     def _read_name(self, path: str) -> str | None:
         """Read the exact store name recorded inside a file with a hashed name."""
+        info = self._read_info(path)
+        if info is None or encode_name(info[0]) + SUFFIX != os.path.basename(path):
+            logger.warning("skipping %s: its recorded name does not match", path)
+            return None
+        return info[0]
+
+    def _read_info(self, path: str) -> tuple[str, str | None] | None:
+        """Read the store name and dataset id recorded inside a store file."""
         try:
             conn = sqlite3.connect(_uri(path, "ro"), uri=True, timeout=self.timeout)
             try:
-                row = conn.execute("SELECT store_name FROM store_info").fetchone()
+                row = conn.execute("SELECT store_name, dataset_id FROM store_info").fetchone()
             finally:
                 conn.close()
         except sqlite3.Error:
             logger.warning("skipping %s: not a readable store file", path)
             return None
-        if row is None or encode_name(row[0]) + SUFFIX != os.path.basename(path):
-            logger.warning("skipping %s: its recorded name does not match", path)
-            return None
-        return str(row[0])
+        return None if row is None else (str(row[0]), row[1])
+
+    def _read_context(self, directory: str) -> str | None:
+        """Read the exact dataset id of a context directory with a hashed name."""
+        for entry in sorted(os.listdir(directory)):
+            if entry.endswith(SUFFIX):
+                info = self._read_info(os.path.join(directory, entry))
+                if info is not None and info[1] is not None:
+                    if encode_name(info[1]) == os.path.basename(directory):
+                        return info[1]
+        return None
 
     def list_contexts(self) -> list[str | None]:
         """Return every context with a directory under the collection."""
@@ -721,8 +736,12 @@ class SQLiteBackend(Backend):
         for entry in sorted(entries):
             if entry == GLOBAL_CONTEXT_DIR:
                 contexts.insert(0, None)
-            elif (name := decode_name(entry)) is not None:
-                contexts.append(name)
+            else:
+                name = decode_name(entry)
+                if name is None and "~" in entry:
+                    name = self._read_context(os.path.join(self._collection_dir, entry))
+                if name is not None:
+                    contexts.append(name)
         return contexts
 
     def sweep(self, now: int) -> dict[tuple[str | None, str], int]:
