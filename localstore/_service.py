@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Iterable, Mapping
-from typing import Any
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from . import _codec
 from ._backend import Backend, KeyRecord, StoreRecord
@@ -20,6 +21,9 @@ from ._validate import (
     now_micros,
 )
 from .errors import ArgumentTypeError, InvalidArgumentError
+
+if TYPE_CHECKING:
+    from ._notify import ChangeEvent
 
 __all__ = ["BACKENDS", "DEFAULT_COLLECTION", "ExecutionStoreService", "open_backend"]
 
@@ -204,6 +208,7 @@ class ExecutionStoreService:
         """
         store = check_name(store_name)
         record = self._repo.delete_store(self._context, store, now_micros())
+        _tell_subscribers(self._repo, self._context, store)
         return None if record is None else self._store_doc(store, record, self._context)
 
     # Keys ----------------------------------------------------------------------------
@@ -229,6 +234,7 @@ class ExecutionStoreService:
         """
         record = self._set(store_name, key, value, ttl, policy, only_if_absent=False)
         assert record is not None
+        _tell_subscribers(self._repo, self._context, store_name)
         return self._key_doc(store_name, record)
 
     def set_cache_key(
@@ -250,6 +256,7 @@ class ExecutionStoreService:
         :returns: whether this call set the key.
         """
         record = self._set(store_name, key, value, ttl, policy, only_if_absent=True)
+        _tell_subscribers(self._repo, self._context, store_name)
         return record is not None
 
     def compare_and_set_key(
@@ -283,6 +290,7 @@ class ExecutionStoreService:
         record = self._repo.compare_and_set_key(
             self._context, store, key, matches, text, expires_at, policy, now
         )
+        _tell_subscribers(self._repo, self._context, store)
         return record is not None
 
     def set_keys(
@@ -307,6 +315,7 @@ class ExecutionStoreService:
             policy = "evict"
         if encoded:
             self._repo.set_keys(self._context, store, encoded, expires_at, policy, now)
+            _tell_subscribers(self._repo, self._context, store)
 
     def has_key(self, store_name: str, key: str) -> bool:
         """Tell whether the key has a live value."""
@@ -332,7 +341,9 @@ class ExecutionStoreService:
     def delete_key(self, store_name: str, key: str) -> bool:
         """Delete a key; return whether it had a live value."""
         store, key = check_name(store_name), check_key(key)
-        return self._repo.delete_key(self._context, store, key, now_micros())
+        deleted = self._repo.delete_key(self._context, store, key, now_micros())
+        _tell_subscribers(self._repo, self._context, store)
+        return deleted
 
     def update_ttl(
         self, store_name: str, key: str, new_ttl: float | None
@@ -413,12 +424,14 @@ class ExecutionStoreService:
         """
         store = None if store_name is None else check_name(store_name)
         self._repo.clear_cache(self._context, store, now_micros())
+        _tell_subscribers(self._repo, self._context, store)
 
     def cleanup(self) -> None:
         """Delete every store of this context, keys and documents alike."""
         now = now_micros()
         for store in self._repo.list_stores(self._context, now):
             self._repo.delete_store(self._context, store, now)
+        _tell_subscribers(self._repo, self._context, None)
 
     def sweep(self) -> dict[tuple[str | None, str], int]:
         """Delete expired keys for good, in every context of this collection.
@@ -429,6 +442,32 @@ class ExecutionStoreService:
         :returns: keys deleted per ``(dataset_id, store_name)``, zeros left out.
         """
         return self._repo.sweep(now_micros())
+
+    # Subscriptions -------------------------------------------------------------------
+
+    def subscribe(
+        self, store_name: str, callback: Callable[[ChangeEvent], object]
+    ) -> str:
+        """Call ``callback`` with a :class:`~localstore.ChangeEvent` per changed key.
+
+        Changes made in this process arrive before the writing call returns,
+        on the writer's thread; changes made by other processes arrive within a
+        second, on a background thread. A callback that raises is logged and
+        stays subscribed. Only this service's context is watched.
+
+        :returns: the subscription id, for :meth:`unsubscribe`.
+        :raises ArgumentTypeError: if ``callback`` is not callable.
+        """
+        store = check_name(store_name)
+        from . import _notify  # imported late: it starts threads
+
+        return _notify.subscribe(self._repo, self._context, store, callback)
+
+    def unsubscribe(self, subscription_id: str) -> bool:
+        """End a subscription of this process; return whether it existed."""
+        from . import _notify
+
+        return _notify.unsubscribe(subscription_id)
 
     # Across contexts ------------------------------------------------------------------
 
@@ -468,6 +507,7 @@ class ExecutionStoreService:
         for context in self._repo.list_contexts():
             if self._repo.delete_store(context, store, now) is not None:
                 deleted += 1
+                _tell_subscribers(self._repo, context, store)
         return deleted
 
     # Helpers -----------------------------------------------------------------------------
@@ -533,3 +573,12 @@ def _check_fields(fields: Iterable[str] | None) -> frozenset[str]:
         if not isinstance(name, str):
             raise ArgumentTypeError(f"exclude_fields holds {name!r}, not a str")
     return names
+
+
+def _tell_subscribers(repo: Backend, context: str | None, store: str | None) -> None:
+    """Let this process's subscribers of ``store`` (``None``: all) see a write."""
+    # subscribe() imports _notify, so until then nobody in this process listens
+    # and a write pays one dict lookup.
+    notify = sys.modules.get("localstore._notify")
+    if notify is not None:
+        notify.store_changed(repo, context, store)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from ._service import ExecutionStoreService
 from ._validate import check_name, check_policy
+
+if TYPE_CHECKING:
+    from ._notify import ChangeEvent
 
 __all__ = ["ExecutionStore"]
 
@@ -152,3 +155,16 @@ class ExecutionStore:
     def list_stores(self) -> list[str]:
         """Return the names of every store in this store's context."""
         return self._service.list_stores()
+
+    def subscribe(self, callback: Callable[[ChangeEvent], object]) -> str:
+        """Call ``callback`` with a :class:`~localstore.ChangeEvent` per changed key.
+
+        See :meth:`ExecutionStoreService.subscribe`.
+
+        :returns: the subscription id, for :meth:`unsubscribe`.
+        """
+        return self._service.subscribe(self.store_name, callback)
+
+    def unsubscribe(self, subscription_id: str) -> bool:
+        """End a subscription; return whether it existed."""
+        return self._service.unsubscribe(subscription_id)
