@@ -244,6 +244,11 @@ class SQLiteBackend(Backend):
     kind = "sqlite"
 
     def __init__(self, root: str, collection: str, *, timeout: float = 10.0) -> None:
+        if sqlite3.sqlite_version_info < (3, 35):
+            raise LocalStoreError(
+                f"the SQLite backend needs SQLite 3.35 or newer; this Python has "
+                f"{sqlite3.sqlite_version} (use backend='json' or a newer Python)"
+            )
         super().__init__(root, collection, timeout=timeout)
         self._collection_dir = os.path.join(root, encode_name(collection))
 
