@@ -31,9 +31,13 @@ def parse_args() -> argparse.Namespace:
         default=DEFAULT_DIRECTORY,
         help="the tree to walk (default: the installed Python standard library)",
     )
-    parser.add_argument("--ttl", type=float, default=3600, help="seconds an entry lives")
-    parser.add_argument("--root", help="localstore root (default: $LOCALSTORE_ROOT or "
-                        "the user data directory)")
+    parser.add_argument(
+        "--ttl", type=float, default=3600, help="seconds an entry lives"
+    )
+    parser.add_argument(
+        "--root",
+        help="localstore root (default: $LOCALSTORE_ROOT or the user data directory)",
+    )
     parser.add_argument("--backend", default="sqlite", help="sqlite (default) or json")
     parser.add_argument("--clear", action="store_true", help="forget the cache first")
     return parser.parse_args()
@@ -54,8 +58,9 @@ def main() -> None:
     """Walk the tree, serving each unchanged file from the store."""
     args = parse_args()
     directory = os.path.abspath(args.directory)
-    store = ExecutionStore.create(STORE, dataset_id=directory, root=args.root,
-                                  backend=args.backend)
+    store = ExecutionStore.create(
+        STORE, dataset_id=directory, root=args.root, backend=args.backend
+    )
     if args.clear:
         store.clear()
 
@@ -89,7 +94,9 @@ def main() -> None:
     print(f"  served from the store: {served}")
     print(f"  computed and stored:   {computed} ({changed} changed since cached)")
     print(f"  lines in all:          {lines}")
-    print(f"  store: {store.service.root} (dataset_id={directory!r}, ttl={args.ttl:g} s)")
+    print(
+        f"  store: {store.service.root} (dataset_id={directory!r}, ttl={args.ttl:g} s)"
+    )
 
 
 if __name__ == "__main__":

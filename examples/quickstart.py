@@ -38,10 +38,17 @@ def main() -> None:
     print("after clear_cache:", store.list_keys())
 
     # Full documents carry timestamps (naive UTC) and the policy.
-    doc = service.set_key("quickstart", "run:1", {"id": 1, "result_ids": [7, 8, 9]}, ttl=3600)
-    print(f"run:1 created {doc.created_at:%H:%M:%S} UTC, expires {doc.expires_at:%H:%M:%S}, "
-          f"policy {doc.policy.value}")
-    print("runs without heavy fields:", store.list_values("run:", exclude_fields=["result_ids"]))
+    doc = service.set_key(
+        "quickstart", "run:1", {"id": 1, "result_ids": [7, 8, 9]}, ttl=3600
+    )
+    print(
+        f"run:1 created {doc.created_at:%H:%M:%S} UTC, "
+        f"expires {doc.expires_at:%H:%M:%S}, policy {doc.policy.value}"
+    )
+    print(
+        "runs without heavy fields:",
+        store.list_values("run:", exclude_fields=["result_ids"]),
+    )
 
     # Atomic helpers for coordination between processes.
     print("took the lock:", store.set_if_absent("lock", "worker-1", ttl=30))
@@ -52,7 +59,8 @@ def main() -> None:
     scoped.set_key("quickstart", "settings", {"threshold": 0.9})
     print("dataset-scoped settings:", scoped.get_key("quickstart", "settings").value)
     contexts = sorted(
-        (d.dataset_id or "(global)", d.store_name) for d in service.list_stores_global()
+        (d.dataset_id or "(global)", d.store_name)
+        for d in service.list_stores_global()
         if d.store_name == "quickstart"
     )
     print("quickstart stores in every context:", contexts)

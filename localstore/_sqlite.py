@@ -642,7 +642,7 @@ class SQLiteBackend(Backend):
         """Read the store document, or make one up from the live keys."""
         row = conn.execute(SELECT_STORE_DOC).fetchone()
         if row is not None:
-            return StoreRecord(*row, has_document=True)
+            return StoreRecord(row[0], row[1], row[2], row[3], has_document=True)
         oldest = conn.execute(SELECT_OLDEST_LIVE, {"now": now}).fetchone()[0]
         if oldest is None:
             return None
@@ -779,7 +779,7 @@ class SQLiteBackend(Backend):
                 keys = [KeyRecord(*r) for r in conn.execute(SELECT_LIVE_RECORDS, {"now": now})]
             finally:
                 conn.execute("COMMIT")
-        document = None if row is None else StoreRecord(*row, has_document=True)
+        document = None if row is None else StoreRecord(row[0], row[1], row[2], row[3], has_document=True)
         return document, keys
 
     def load_store(

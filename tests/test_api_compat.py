@@ -107,4 +107,6 @@ def test_every_error_derives_from_localstore_error():
 
     assert errors
     assert all(issubclass(error, localstore.LocalStoreError) for error in errors)
-    assert all(len(error.__mro__) > 4 for error in errors)  # each also has a built-in base
+    assert all(
+        len(error.__mro__) > 4 for error in errors
+    )  # each also has a built-in base

@@ -52,7 +52,12 @@ def test_get_expiration():
 
 def test_from_dict_infers_policy_from_expiry():
     expiring = KeyDocument.from_dict(
-        {"store_name": "s", "key": "k", "value": 1, "expires_at": dt.datetime(2030, 1, 1)}
+        {
+            "store_name": "s",
+            "key": "k",
+            "value": 1,
+            "expires_at": dt.datetime(2030, 1, 1),
+        }
     )
     plain = KeyDocument.from_dict({"store_name": "s", "key": "k", "value": 1})
     explicit = KeyDocument.from_dict(
@@ -63,7 +68,9 @@ def test_from_dict_infers_policy_from_expiry():
     assert plain.policy is KeyPolicy.PERSIST
     assert explicit.policy is KeyPolicy.EVICT
     with pytest.raises(ValueError, match="bogus"):
-        KeyDocument.from_dict({"store_name": "s", "key": "k", "value": 1, "policy": "bogus"})
+        KeyDocument.from_dict(
+            {"store_name": "s", "key": "k", "value": 1, "policy": "bogus"}
+        )
     with pytest.raises(TypeError):
         KeyDocument.from_dict({"store_name": "s", "key": "k", "value": 1, "extra": 1})
 

@@ -23,7 +23,7 @@ TRICKY_NAMES = [
     "COM1",
     "lpt9",
     "a:b",
-    "a|b?c*d<e>f\"g",
+    'a|b?c*d<e>f"g',
     "trailing. ",
     "x" * 1000,
     "caf\u00e9",
@@ -86,7 +86,14 @@ def test_encoded_names_are_portable_file_names(name):
 
     assert len(encoded.encode()) <= 120
     assert all(c.isascii() and (c.isalnum() or c in "-_%~") for c in encoded)
-    assert encoded.split(".")[0].lower() not in {"con", "prn", "aux", "nul", "com1", "lpt9"}
+    assert encoded.split(".")[0].lower() not in {
+        "con",
+        "prn",
+        "aux",
+        "nul",
+        "com1",
+        "lpt9",
+    }
     assert unicodedata.normalize("NFD", encoded) == encoded
     assert decode_name(encoded) in (name, None)
 

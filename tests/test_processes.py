@@ -20,11 +20,16 @@ def _race_set_if_absent(root: str, backend: str, who: int, barrier, results) -> 
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("round_", range(3))
-def test_two_processes_racing_set_key_if_absent_have_one_winner(root, file_backend, round_):
+def test_two_processes_racing_set_key_if_absent_have_one_winner(
+    root, file_backend, round_
+):
     ctx = multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(2), ctx.Queue()
     procs = [
-        ctx.Process(target=_race_set_if_absent, args=(str(root), file_backend, who, barrier, results))
+        ctx.Process(
+            target=_race_set_if_absent,
+            args=(str(root), file_backend, who, barrier, results),
+        )
         for who in (1, 2)
     ]
     for proc in procs:
@@ -35,7 +40,9 @@ def test_two_processes_racing_set_key_if_absent_have_one_winner(root, file_backe
 
     winners = [who for who, won in outcomes.items() if won]
     assert len(winners) == 1
-    stored = ExecutionStoreService(root=root, backend=file_backend).get_key("race", "winner")
+    stored = ExecutionStoreService(root=root, backend=file_backend).get_key(
+        "race", "winner"
+    )
     assert stored.value == winners[0]
 
 
@@ -65,7 +72,9 @@ def test_another_process_sees_every_write_at_once(root, file_backend):
     script = (
         "import sys, json\n"
         "from localstore import ExecutionStoreService\n"
-        "s = ExecutionStoreService(root=sys.argv[1], backend=sys.argv[2], dataset_id='ds')\n"
+        "s = ExecutionStoreService(\n"
+        "    root=sys.argv[1], backend=sys.argv[2], dataset_id='ds'\n"
+        ")\n"
         "for line in sys.stdin:\n"
         "    doc = s.get_key('s', 'k')\n"
         "    print(json.dumps(None if doc is None else doc.value), flush=True)\n"
@@ -96,17 +105,25 @@ def test_another_process_sees_every_write_at_once(root, file_backend):
 
 
 @pytest.mark.timeout(60)
-def test_global_listing_in_one_process_sees_contexts_written_by_another(root, file_backend):
+def test_global_listing_in_one_process_sees_contexts_written_by_another(
+    root, file_backend
+):
     script = (
         "import sys\n"
         "from localstore import ExecutionStoreService\n"
-        "ExecutionStoreService(root=sys.argv[1], backend=sys.argv[2], dataset_id='other')"
-        ".set_key('s', 'k', 1)\n"
+        "s = ExecutionStoreService(\n"
+        "    root=sys.argv[1], backend=sys.argv[2], dataset_id='other'\n"
+        ")\n"
+        "s.set_key('s', 'k', 1)\n"
     )
     service = ExecutionStoreService(root=root, backend=file_backend)
     service.set_key("mine", "k", 1)
 
-    subprocess.run([sys.executable, "-c", script, str(root), file_backend], check=True, timeout=30)
+    subprocess.run(
+        [sys.executable, "-c", script, str(root), file_backend], check=True, timeout=30
+    )
 
-    pairs = sorted((d.store_name, d.dataset_id or "") for d in service.list_stores_global())
+    pairs = sorted(
+        (d.store_name, d.dataset_id or "") for d in service.list_stores_global()
+    )
     assert pairs == [("mine", ""), ("s", "other")]

@@ -40,7 +40,9 @@ def test_empty_environment_value_means_default(monkeypatch):
     path, source = resolve_root(None)
 
     assert source == "default"
-    assert path == os.path.abspath(platformdirs.user_data_dir("localstore", appauthor=False))
+    assert path == os.path.abspath(
+        platformdirs.user_data_dir("localstore", appauthor=False)
+    )
 
 
 def test_empty_root_argument_is_rejected():

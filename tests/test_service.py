@@ -138,7 +138,11 @@ def test_list_values_follows_key_order_and_keeps_none(service):
     service.set_key("s", "run:1", {"id": 1, "big": [0] * 3})
     service.set_key("s", "other", None)
 
-    assert service.list_values("s") == [None, {"id": 1, "big": [0] * 3}, {"id": 2, "big": [0] * 3}]
+    assert service.list_values("s") == [
+        None,
+        {"id": 1, "big": [0] * 3},
+        {"id": 2, "big": [0] * 3},
+    ]
     assert service.list_values("s", key_prefix="run:", exclude_fields=["big"]) == [
         {"id": 1},
         {"id": 2},
@@ -376,9 +380,9 @@ def test_globals_see_every_context(make_service):
         ("b", ""),
     ]
     assert all(isinstance(d, StoreDocument) for d in docs)
-    assert [d.metadata for d in docs if d.dataset_id is None and d.store_name == "a"] == [
-        {"m": 1}
-    ]
+    assert [
+        d.metadata for d in docs if d.dataset_id is None and d.store_name == "a"
+    ] == [{"m": 1}]
     assert global_service.count_stores_global() == 3
     assert dataset_service.has_store_global("b")
     assert not dataset_service.has_store_global("zzz")
@@ -470,4 +474,8 @@ def test_timestamps_are_naive_utc(service):
     after = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     assert doc.created_at.tzinfo is None
     assert before <= doc.created_at <= after
-    assert dt.timedelta(seconds=9) < doc.expires_at - doc.created_at <= dt.timedelta(seconds=10)
+    assert (
+        dt.timedelta(seconds=9)
+        < doc.expires_at - doc.created_at
+        <= dt.timedelta(seconds=10)
+    )

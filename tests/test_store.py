@@ -116,9 +116,12 @@ def test_create_builds_a_store_on_a_root_and_writes_nothing(root, backend):
     assert store.service.dataset_id == "ds"
     assert store.list_stores() == []
     store.set("k", 1)
-    assert ExecutionStoreService(dataset_id="ds", root=root, backend=backend).get_key(
-        "s", "k"
-    ).value == 1
+    assert (
+        ExecutionStoreService(dataset_id="ds", root=root, backend=backend)
+        .get_key("s", "k")
+        .value
+        == 1
+    )
 
 
 def test_create_uses_the_environment_root(tmp_path, monkeypatch):
