@@ -5,7 +5,11 @@
 plugin code written against either runs on both.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._backend import Backend
+from ._cache import CachedFunction, cached
+from ._context import OfflineContext
 from ._documents import KeyDocument, KeyPolicy, StoreDocument
 from ._service import ExecutionStoreService, open_backend
 from ._store import ExecutionStore
@@ -21,11 +25,16 @@ from .errors import (
     StorePermissionError,
 )
 
+if TYPE_CHECKING:
+    from ._notify import ChangeEvent
+
 __version__ = "0.1.0"
 
 __all__ = [
     "ArgumentTypeError",
     "Backend",
+    "CachedFunction",
+    "ChangeEvent",
     "CorruptStoreError",
     "ExecutionStore",
     "ExecutionStoreService",
@@ -35,10 +44,21 @@ __all__ = [
     "KeyPolicy",
     "LocalStoreError",
     "LockTimeoutError",
+    "OfflineContext",
     "StoreDocument",
     "StoreExistsError",
     "StoreIOError",
     "StorePermissionError",
     "__version__",
+    "cached",
     "open_backend",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # ChangeEvent's module starts threads and logs; import it only when asked.
+    if name == "ChangeEvent":
+        from ._notify import ChangeEvent
+
+        return ChangeEvent
+    raise AttributeError(f"module 'localstore' has no attribute {name!r}")
