@@ -28,6 +28,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from stat import S_ISLNK
 from typing import Any, TypeVar
 
 from ._backend import Backend, KeyRecord, StoreRecord
@@ -202,7 +203,7 @@ class _Handle:
 
     __slots__ = ("closed", "conn", "identity", "lock", "timeout")
 
-    def __init__(self, conn: sqlite3.Connection, identity: tuple[int, int]) -> None:
+    def __init__(self, conn: sqlite3.Connection, identity: tuple[int, ...]) -> None:
         self.conn = conn
         self.identity = identity
         self.lock = threading.Lock()
@@ -296,27 +297,29 @@ class SQLiteBackend(Backend):
         """Return the pooled handle of ``path``, opening (or creating) it if needed."""
         # The one filesystem check per call: it notices a file that was deleted
         # or replaced behind our back (say, a test removed its temporary root).
+        # lstat, so that a symbolic link planted in place of the file is seen.
         try:
-            stat = os.stat(path)
+            stat = os.lstat(path)
         except FileNotFoundError:
             if not create:
                 self._discard(path)
                 return None
             self._create(path, context, store)
-            stat = os.stat(path)
-        identity = (stat.st_dev, stat.st_ino)
+            stat = os.lstat(path)
+        identity: tuple[int, ...] = (stat.st_dev, stat.st_ino)
 
         pool = _pool
         with pool.lock:
             handle = pool.handles.get(path)
             if handle is not None:
-                if handle.identity == identity:
+                if handle.identity == identity or handle.identity == _snapshot(stat):
                     pool.handles.move_to_end(path)
                     return handle
                 del pool.handles[path]
                 pool.abandoned.append(handle)  # see _forget_inherited_connections
 
-        handle = _Handle(self._open(path), identity)
+        conn, read_only = self._open(path, stat)
+        handle = _Handle(conn, _snapshot(stat) if read_only else identity)
         with pool.lock:
             existing = pool.handles.get(path)
             if existing is not None and existing.identity == identity:
@@ -347,18 +350,30 @@ class SQLiteBackend(Backend):
             if handle is not None:
                 pool.abandoned.append(handle)
 
-    def _open(self, path: str) -> sqlite3.Connection:
-        """Open an existing store file and check that it is one of ours."""
-        conn = sqlite3.connect(
-            _uri(path, "rw"),
-            uri=True,
-            timeout=self.timeout,
-            isolation_level=None,
-            check_same_thread=False,
-        )
+    def _open(self, path: str, stat: os.stat_result) -> tuple[sqlite3.Connection, bool]:
+        """Open an existing store file and check that it is one of ours.
+
+        Returns the connection and whether it is a read-only snapshot (see
+        :func:`_snapshot`).
+        """
+        _refuse_links(path, stat)
+        conn, read_only = self._connect_file(_uri(path, "rw")), False
         try:
-            conn.execute("PRAGMA synchronous = NORMAL")
-            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            try:
+                conn.execute("PRAGMA synchronous = NORMAL")
+                app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            except sqlite3.OperationalError as exc:
+                if _primary_code(exc) != _READONLY or os.access(
+                    os.path.dirname(path), os.W_OK
+                ):
+                    raise
+                # A reader of a WAL file needs its -shm file, which cannot be
+                # made in a directory we may not write. None is there, so no
+                # writer is active: read the file as it stands.
+                conn.close()
+                conn = self._connect_file(_uri(path, "ro") + "&immutable=1")
+                read_only = True
+                app_id = conn.execute("PRAGMA application_id").fetchone()[0]
             version = conn.execute("PRAGMA user_version").fetchone()[0]
         except BaseException:
             conn.close()
@@ -377,8 +392,18 @@ class SQLiteBackend(Backend):
                 f"understands ({SCHEMA_VERSION}); upgrade localstore",
                 path,
             )
-        logger.debug("opened store file %s", path)
-        return conn
+        logger.debug("opened store file %s%s", path, " (read-only)" * read_only)
+        return conn, read_only
+
+    def _connect_file(self, uri: str) -> sqlite3.Connection:
+        """Open a SQLite connection for the pool (autocommit, shared by threads)."""
+        return sqlite3.connect(
+            uri,
+            uri=True,
+            timeout=self.timeout,
+            isolation_level=None,
+            check_same_thread=False,
+        )
 
     def _create(self, path: str, context: str | None, store: str) -> None:
         """Create a store file, complete, under the context's creation lock.
@@ -388,7 +413,7 @@ class SQLiteBackend(Backend):
         reports.
         """
         directory = os.path.dirname(path)
-        os.makedirs(directory, mode=0o700, exist_ok=True)
+        _make_private_dirs(directory)
         from filelock import FileLock  # imported late: only creation needs it
 
         lock = FileLock(os.path.join(directory, ".lock"), timeout=self.timeout, mode=0o600)
@@ -404,6 +429,7 @@ class SQLiteBackend(Backend):
             temporary = f"{path}.{uuid.uuid4().hex}.tmp"
             try:
                 self._initialize(temporary, context, store)
+                _flush_to_disk(temporary)
                 os.rename(temporary, path)
             finally:
                 for leftover in (temporary, temporary + "-wal", temporary + "-shm"):
@@ -419,7 +445,9 @@ class SQLiteBackend(Backend):
         conn = sqlite3.connect(path, isolation_level=None)
         try:
             # The file is not visible under its real name yet, so the statements
-            # need no transaction around them.
+            # need no transaction around them, and no flush to disk of their own:
+            # the caller flushes the finished file once, before renaming it.
+            conn.execute("PRAGMA synchronous = OFF")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.executescript(_SCHEMA)
             conn.execute(
@@ -837,6 +865,63 @@ class SQLiteBackend(Backend):
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
+def _snapshot(stat: os.stat_result) -> tuple[int, ...]:
+    """Return the identity of a file opened read-only in a read-only directory.
+
+    Such a connection reads the file as it stands (SQLite's ``immutable``), so
+    it also changes identity when the file's size or time changes: the next
+    call then reopens it and sees what its owner wrote.
+    """
+    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+def _refuse_links(path: str, stat: os.stat_result) -> None:
+    """Raise if a store file or its WAL files are symbolic links.
+
+    SQLite follows links, so writing through a planted link would change its
+    target; localstore never creates one.
+    """
+    links = [path] if S_ISLNK(stat.st_mode) else []
+    links += [name for name in (path + "-wal", path + "-shm") if os.path.islink(name)]
+    if links:
+        raise CorruptStoreError(
+            f"{links[0]} is a symbolic link, which localstore never follows; "
+            "it was left as it is",
+            path,
+        )
+
+
+def _make_private_dirs(directory: str) -> None:
+    """Create ``directory`` and any missing parents, each readable by us alone.
+
+    ``os.makedirs`` gives only the last directory the mode; parents would get
+    0o777 less the umask. The umask itself is never changed.
+    """
+    missing = []
+    while not os.path.isdir(directory):
+        missing.append(directory)
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            break
+        directory = parent
+    for name in reversed(missing):
+        try:
+            os.mkdir(name, 0o700)
+        except FileExistsError:
+            # Another process made it between our check and our mkdir.
+            if not os.path.isdir(name):
+                raise
+
+
+def _flush_to_disk(path: str) -> None:
+    """Flush a finished file's bytes to disk before it is renamed into place."""
+    fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _uri(path: str, mode: str) -> str:
     """Return the SQLite URI of a file path, escaping what a URI would misread."""
     escaped = path.replace("%", "%25").replace("?", "%3F").replace("#", "%23")
@@ -892,9 +977,8 @@ def _converting_errors(path: str) -> Iterator[None]:
 
 def _convert_sqlite_error(exc: sqlite3.Error, path: str) -> LocalStoreError:
     """Choose the localstore error for a sqlite3 error."""
-    code = getattr(exc, "sqlite_errorcode", None)
     message = str(exc)
-    primary = code & 0xFF if code is not None else _guess_code(message)
+    primary = _primary_code(exc)
     if primary in (_BUSY, _LOCKED):
         return LockTimeoutError(f"{path} stayed locked by another writer: {message}", path)
     if primary == _READONLY:
@@ -912,6 +996,12 @@ def _convert_sqlite_error(exc: sqlite3.Error, path: str) -> LocalStoreError:
     if "no such table" in message or "no such column" in message:
         return CorruptStoreError(f"{path} is not a localstore store file ({message})", path)
     return StoreIOError(0, f"SQLite failed on {path}: {message}")
+
+
+def _primary_code(exc: sqlite3.Error) -> int | None:
+    """Return the primary SQLite result code of an error, if it can be told."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code & 0xFF if code is not None else _guess_code(str(exc))
 
 
 def _guess_code(message: str) -> int | None:
