@@ -268,7 +268,12 @@ def _check_arguments(
             f"version must be a str, an int or None, not {type(version).__name__} "
             f"({version!r})"
         )
-    _codec.encode(version)  # an int beyond 64 bits cannot be part of a key
+    try:
+        _codec.encode(version)
+    except InvalidValueError as exc:
+        raise InvalidValueError(
+            f"version cannot be part of a cache key: {exc}"
+        ) from exc
     if key_fn is not None and not callable(key_fn):
         raise ArgumentTypeError(
             f"key_fn must be callable or None, not {type(key_fn).__name__}"
