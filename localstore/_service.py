@@ -33,6 +33,9 @@ DEFAULT_COLLECTION = "execution_store"
 #: The backends ``backend=`` accepts, as ``module:class`` to import on first use.
 BACKENDS = {
     "sqlite": "localstore._sqlite:SQLiteBackend",
+    "json": "localstore._json:JSONBackend",
+    "memory": "localstore._memory:MemoryBackend",
+    "mongodb": "localstore._mongodb:MongoBackend",
 }
 
 _POLICIES = {"persist": KeyPolicy.PERSIST, "evict": KeyPolicy.EVICT}
@@ -44,12 +47,19 @@ def open_backend(
     collection_name: str | None = None,
     *,
     timeout: float = 10.0,
+    uri: str | None = None,
+    database: str | None = None,
 ) -> Backend:
     """Return a backend of kind ``backend`` for a root and collection.
 
     :param root: the directory of all stores; ``None`` means ``$LOCALSTORE_ROOT``
         or else the user data directory.
-    :raises InvalidArgumentError: for an unknown backend name.
+    :param uri: for ``"mongodb"`` only: the server's URI; default
+        ``$LOCALSTORE_MONGODB_URI``, else ``mongodb://localhost:27017``.
+    :param database: for ``"mongodb"`` only: the database; default
+        ``$LOCALSTORE_MONGODB_DATABASE``, else ``"fiftyone"``.
+    :raises InvalidArgumentError: for an unknown backend name, or ``uri`` or
+        ``database`` given for another backend.
     """
     if not isinstance(backend, str) or backend not in BACKENDS:
         raise InvalidArgumentError(
@@ -57,6 +67,13 @@ def open_backend(
         )
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
         raise InvalidArgumentError(f"timeout must be a number of seconds >= 0, not {timeout!r}")
+    options = {}
+    if uri is not None or database is not None:
+        if backend != "mongodb":
+            raise InvalidArgumentError(
+                f"uri and database apply to backend 'mongodb' only, not {backend!r}"
+            )
+        options = {"uri": uri, "database": database}
     collection = check_name(
         DEFAULT_COLLECTION if collection_name is None else collection_name,
         "collection_name",
@@ -64,7 +81,7 @@ def open_backend(
     path, _ = resolve_root(root)
     module_name, class_name = BACKENDS[backend].split(":")
     cls = getattr(importlib.import_module(module_name), class_name)
-    instance: Backend = cls(path, collection, timeout=float(timeout))
+    instance: Backend = cls(path, collection, timeout=float(timeout), **options)
     return instance
 
 
@@ -85,9 +102,13 @@ class ExecutionStoreService:
         ``"execution_store"``.
     :param root: the directory that holds every store; default
         ``$LOCALSTORE_ROOT``, else the user data directory.
-    :param backend: ``"sqlite"`` (default), ``"json"`` or ``"memory"``.
+    :param backend: ``"sqlite"`` (default), ``"json"``, ``"memory"`` or
+        ``"mongodb"`` (needs pymongo; see the README's MongoDB section).
     :param timeout: seconds to wait for another writer before raising
         :class:`~localstore.errors.LockTimeoutError`.
+    :param uri: the MongoDB server, for ``backend="mongodb"`` only.
+    :param database: the MongoDB database, for ``backend="mongodb"`` only; default
+        ``"fiftyone"``.
     :raises ArgumentTypeError: for a ``dataset_id`` of another type.
     """
 
@@ -100,10 +121,15 @@ class ExecutionStoreService:
         root: str | os.PathLike[str] | None = None,
         backend: str = "sqlite",
         timeout: float = 10.0,
+        uri: str | None = None,
+        database: str | None = None,
     ) -> None:
         self._context = check_dataset_id(dataset_id)
         if repo is None:
-            repo = open_backend(backend, root, collection_name, timeout=timeout)
+            repo = open_backend(
+                backend, root, collection_name, timeout=timeout, uri=uri,
+                database=database,
+            )
         elif not isinstance(repo, Backend):
             raise ArgumentTypeError(
                 f"repo must be a localstore Backend, not {type(repo).__name__}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,41 @@ from localstore._service import BACKENDS
 #: Backends that keep data in files, for tests that need several processes.
 FILE_BACKENDS = [name for name in BACKENDS if name in ("sqlite", "json")]
 
+#: The MongoDB server the tests use (``.ci/run`` starts one); without it the
+#: mongodb backend is left out of the ``backend`` fixture.
+MONGODB_URI = os.environ.get("LOCALSTORE_MONGODB_URI", "")
+
+#: The backends every behavioural test runs on.
+TESTED_BACKENDS = sorted(name for name in BACKENDS if name != "mongodb" or MONGODB_URI)
+
+
+#: Tests that compare microseconds, which BSON dates cannot hold, by name and the
+#: part of the test id that picks the case: on mongodb they are expected to fail
+#: (README, "MongoDB") until they compare milliseconds there.
+MICROSECOND_TESTS = {
+    "test_timestamps_are_naive_utc": "",
+    "test_values_round_trip_exactly": "datetime.datetime(",
+    "test_aware_datetime_reads_back_as_naive_utc": "",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the microsecond tests as expected failures on the mongodb backend."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        case = MICROSECOND_TESTS.get(getattr(item, "originalname", ""))
+        if (
+            case is not None
+            and case in item.name
+            and callspec is not None
+            and callspec.params.get("backend") == "mongodb"
+        ):
+            item.add_marker(
+                pytest.mark.xfail(
+                    reason="BSON dates hold milliseconds, not microseconds"
+                )
+            )
+
 
 @pytest.fixture(autouse=True)
 def _isolated_default_root(
@@ -23,7 +60,38 @@ def _isolated_default_root(
     monkeypatch.setenv("LOCALSTORE_ROOT", str(tmp_path_factory.mktemp("default-root")))
 
 
-@pytest.fixture(params=sorted(BACKENDS))
+@pytest.fixture(scope="session")
+def mongodb_client() -> Iterator[Any]:
+    """A pymongo client of the test server, for tests that read it directly."""
+    if not MONGODB_URI:
+        pytest.skip("no MongoDB server: LOCALSTORE_MONGODB_URI is not set")
+    pymongo = pytest.importorskip("pymongo")
+    client = pymongo.MongoClient(MONGODB_URI, serverSelectionTimeoutMS=10_000)
+    yield client
+    client.close()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_mongodb_database(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """Give each test its own MongoDB database, dropped afterwards."""
+    if not MONGODB_URI:
+        yield
+        return
+    name = f"localstore_test_{os.getpid()}_{next(_DATABASE_NUMBERS)}"
+    monkeypatch.setenv("LOCALSTORE_MONGODB_DATABASE", name)
+    uses_mongodb = "mongodb" in request.node.nodeid
+    client = request.getfixturevalue("mongodb_client") if uses_mongodb else None
+    yield
+    if client is not None:
+        client.drop_database(name)
+
+
+_DATABASE_NUMBERS = itertools.count()
+
+
+@pytest.fixture(params=TESTED_BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     """The name of a backend; tests using it run once per backend."""
     return str(request.param)
