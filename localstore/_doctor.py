@@ -1,0 +1,185 @@
+"""The checks behind ``localstore doctor``: store files, leftovers, the filesystem.
+
+Every check only reads. A damaged file is reported, never repaired or reset.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sqlite3
+import time
+
+from ._paths import GLOBAL_CONTEXT_DIR, decode_name
+from ._service import BACKENDS, open_backend
+from ._sqlite import APPLICATION_ID, SCHEMA_VERSION, _uri
+from .errors import LocalStoreError
+
+__all__ = ["NETWORK_FILESYSTEMS", "examine_root", "filesystem_type"]
+
+logger = logging.getLogger(__name__)
+
+#: Filesystem types (as in /proc/mounts) on which file locks and SQLite's
+#: shared-memory index cannot be trusted.
+NETWORK_FILESYSTEMS = frozenset(
+    {
+        "9p", "afs", "beegfs", "ceph", "cifs", "davfs", "fuse.cephfs",
+        "fuse.gcsfuse", "fuse.glusterfs", "fuse.juicefs", "fuse.rclone",
+        "fuse.s3fs", "fuse.sshfs", "glusterfs", "gpfs", "lustre", "ncpfs", "nfs",
+        "nfs4", "smb3", "smbfs", "sshfs",
+    }
+)  # fmt: skip
+
+#: Seconds after which a temporary file cannot belong to a write in progress.
+TEMPORARY_FILE_AGE = 60.0
+
+#: Store file suffixes and the backend that writes each.
+_SUFFIXES = {".sqlite": "sqlite", ".json": "json"}
+
+_MOUNTS = "/proc/mounts"
+
+
+def examine_root(root: str) -> tuple[int, list[tuple[str, str]]]:
+    """Check the root and every file under it.
+
+    :returns: how many store files were checked, and ``(path, problem)`` pairs.
+    """
+    problems = []
+    kind = filesystem_type(root)
+    if kind in NETWORK_FILESYSTEMS:
+        problems.append(
+            (
+                root,
+                f"is on a network filesystem ({kind}); locks and SQLite's shared "
+                "memory are not reliable there: keep the root on a local disk",
+            )
+        )
+
+    checked = 0
+    for path in _files_under(root):
+        if path.endswith(".tmp"):
+            problem = _check_temporary(path)
+        elif (suffix := os.path.splitext(path)[1]) in _SUFFIXES:
+            checked += 1
+            reader = _check_sqlite if suffix == ".sqlite" else _check_json
+            problem = reader(path) or _check_read(root, path, _SUFFIXES[suffix])
+        else:
+            continue
+        if problem is not None:
+            problems.append((path, problem))
+    return checked, problems
+
+
+def filesystem_type(path: str, mounts: str | None = None) -> str | None:
+    """Return the type of the filesystem that holds ``path``, as /proc/mounts names it.
+
+    :param mounts: the text of /proc/mounts; read from the system when ``None``.
+    :returns: the type, or ``None`` where the system has no /proc/mounts.
+    """
+    if mounts is None:
+        try:
+            with open(_MOUNTS, encoding="utf-8", errors="replace") as file:
+                mounts = file.read()
+        except OSError:
+            return None
+    target = os.path.realpath(path)
+    best, kind = "", None
+    for line in mounts.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        # Spaces and tabs in mount points are written as octal escapes (\040).
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[1])
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, kind = point, fields[2]
+    return kind
+
+
+def _files_under(root: str) -> list[str]:
+    """Return every file below ``root``, sorted; none if it does not exist."""
+    found = []
+    for directory, subdirectories, files in os.walk(root):
+        subdirectories.sort()
+        found += [os.path.join(directory, name) for name in sorted(files)]
+    return found
+
+
+def _check_temporary(path: str) -> str | None:
+    """Report a temporary file old enough to be left over by a crash."""
+    try:
+        age = time.time() - os.stat(path).st_mtime
+    except FileNotFoundError:  # the write it belonged to just finished
+        return None
+    if age < TEMPORARY_FILE_AGE:
+        return None
+    return (
+        "temporary file left by an interrupted write; delete it while no "
+        "localstore process runs"
+    )
+
+
+def _check_sqlite(path: str) -> str | None:
+    """Run SQLite's integrity check and check the marks of a localstore file."""
+    try:
+        conn = sqlite3.connect(_uri(path, "ro"), uri=True, timeout=5.0)
+        try:
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if app_id != APPLICATION_ID or not 1 <= version <= SCHEMA_VERSION:
+                return (
+                    f"not a store file of this localstore (application id "
+                    f"{app_id:#x}, schema version {version})"
+                )
+            result = [row[0] for row in conn.execute("PRAGMA integrity_check")]
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return f"cannot be read as SQLite: {exc}"
+    if result != ["ok"]:
+        return f"SQLite integrity check failed: {'; '.join(result[:3])}"
+    return None
+
+
+def _check_json(path: str) -> str | None:
+    """Check that a JSON store file parses, as strict JSON, into an object."""
+
+    def reject(constant: str) -> None:
+        raise ValueError(f"{constant} is not strict JSON")
+
+    try:
+        with open(path, encoding="utf-8") as file:
+            data = json.load(file, parse_constant=reject)
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+        return f"is not valid JSON: {exc}"
+    if not isinstance(data, dict):
+        return f"holds a JSON {type(data).__name__} where a store object belongs"
+    return None
+
+
+def _check_read(root: str, path: str, kind: str) -> str | None:
+    """Read a store through its backend, which checks the shape of what it holds.
+
+    Files with hashed (shortened) names are left to the format checks: their
+    exact names are only recorded inside them.
+    """
+    parts = os.path.relpath(path, root).split(os.sep)
+    if kind not in BACKENDS or len(parts) != 3:
+        return None
+    collection = decode_name(parts[0])
+    is_global = parts[1] == GLOBAL_CONTEXT_DIR
+    context = None if is_global else decode_name(parts[1])
+    store = decode_name(os.path.splitext(parts[2])[0])
+    if collection is None or store is None or (context is None and not is_global):
+        return None
+
+    backend = open_backend(kind, root, collection)
+    try:
+        backend.dump_store(context, store, 0)
+    except LocalStoreError as exc:
+        return str(exc)
+    finally:
+        backend.close()
+    return None
