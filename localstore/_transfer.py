@@ -1,0 +1,191 @@
+"""Pushing a local root's stores into MongoDB, and pulling them back.
+
+Each store travels whole: its document and its live keys, with values,
+metadata, timestamps and policies as they are, so FiftyOne sees on MongoDB what
+localstore saw locally. Writing the same stores again changes nothing, so a
+push or pull that was interrupted can simply be run again. Stores and keys of
+the target that the source lacks are left alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ._backend import Backend
+from ._service import BACKENDS, DEFAULT_COLLECTION, open_backend
+from ._validate import check_dataset_id, check_name, now_micros
+from .errors import ArgumentTypeError, InvalidArgumentError
+
+__all__ = ["Progress", "pull", "push"]
+
+logger = logging.getLogger(__name__)
+
+#: Called after each store with its collection, dataset id, name and key count.
+Progress = Callable[[str, str | None, str, int], None]
+
+#: What a transfer wrote: keys per ``(collection, dataset_id, store_name)``.
+Written = dict[tuple[str, str | None, str], int]
+
+
+def push(
+    uri: str,
+    *,
+    root: str | os.PathLike[str] | None = None,
+    backend: str = "sqlite",
+    database: str | None = None,
+    collections: Iterable[str] | None = None,
+    dataset_ids: Iterable[Any] | None = None,
+    stores: Iterable[str] | None = None,
+    replace: bool = True,
+    progress: Progress | None = None,
+) -> Written:
+    """Copy the stores of a local root into MongoDB, where FiftyOne reads them.
+
+    :param uri: the MongoDB server, ``mongodb://...``.
+    :param root: the local root; ``None`` means the default root.
+    :param backend: the local backend, ``"sqlite"`` by default.
+    :param database: the MongoDB database; default ``"fiftyone"``.
+    :param collections: the collections to copy; ``None`` means every one in
+        the root. Each becomes the MongoDB collection of the same name.
+    :param dataset_ids: only these contexts (``None`` in the list is the global
+        one); ``None`` means all.
+    :param stores: only stores with these names; ``None`` means all.
+    :param replace: overwrite keys and store documents the target already has;
+        with ``False`` the target's live ones are kept.
+    :param progress: called after each store is copied.
+    :returns: the keys written per ``(collection, dataset_id, store_name)``.
+    :raises InvalidArgumentError: for a bad URI, database or name.
+    """
+    _check_local(backend)
+    names = _local_collections(root, backend, collections)
+    return _transfer(
+        lambda name: open_backend(backend, root, name),
+        lambda name: open_backend("mongodb", root, name, uri=uri, database=database),
+        names,
+        _contexts(dataset_ids),
+        _names(stores, "stores"),
+        replace,
+        progress,
+    )
+
+
+def pull(
+    uri: str,
+    *,
+    root: str | os.PathLike[str] | None = None,
+    backend: str = "sqlite",
+    database: str | None = None,
+    collections: Iterable[str] | None = None,
+    dataset_ids: Iterable[Any] | None = None,
+    stores: Iterable[str] | None = None,
+    replace: bool = True,
+    progress: Progress | None = None,
+) -> Written:
+    """Copy stores from MongoDB into a local root; the reverse of :func:`push`.
+
+    The arguments are those of :func:`push`, except that ``collections=None``
+    means FiftyOne's ``"execution_store"`` only: which other collections of a
+    MongoDB database hold stores cannot be told from the outside.
+
+    :returns: the keys written per ``(collection, dataset_id, store_name)``.
+    """
+    _check_local(backend)
+    names = _names(collections, "collections", "collection name")
+    return _transfer(
+        lambda name: open_backend("mongodb", root, name, uri=uri, database=database),
+        lambda name: open_backend(backend, root, name),
+        [DEFAULT_COLLECTION] if names is None else names,
+        _contexts(dataset_ids),
+        _names(stores, "stores"),
+        replace,
+        progress,
+    )
+
+
+def _transfer(
+    open_source: Callable[[str], Backend],
+    open_target: Callable[[str], Backend],
+    collections: list[str],
+    contexts: set[str | None] | None,
+    stores: list[str] | None,
+    replace: bool,
+    progress: Progress | None,
+) -> Written:
+    """Copy the selected stores of each collection, one store at a time."""
+    if not isinstance(replace, bool):
+        raise ArgumentTypeError(f"replace must be a bool, not {replace!r}")
+    opened = [(open_source(name), open_target(name)) for name in collections]
+
+    written: Written = {}
+    try:
+        for source, target in opened:
+            for context in source.list_contexts():
+                if contexts is not None and context not in contexts:
+                    continue
+                names = source.list_stores(context, now_micros())
+                for store in (
+                    names if stores is None else sorted(set(names) & set(stores))
+                ):
+                    now = now_micros()
+                    document, keys = source.dump_store(context, store, now)
+                    count = target.load_store(
+                        context, store, document, keys, now, replace=replace
+                    )
+                    written[(source.collection, context, store)] = count
+                    if progress is not None:
+                        progress(source.collection, context, store, count)
+    finally:
+        for source, target in opened:
+            source.close()
+            target.close()
+    logger.debug("transferred %d stores", len(written))
+    return written
+
+
+def _check_local(backend: Any) -> None:
+    """Raise unless ``backend`` names a local backend."""
+    if backend == "mongodb" or not isinstance(backend, str) or backend not in BACKENDS:
+        local = [name for name in BACKENDS if name != "mongodb"]
+        raise InvalidArgumentError(
+            f"backend must be a local backend, one of {', '.join(map(repr, local))}, "
+            f"not {backend!r}"
+        )
+
+
+def _local_collections(
+    root: str | os.PathLike[str] | None, backend: str, collections: Iterable[str] | None
+) -> list[str]:
+    """Return the collections given, or every one the local root holds."""
+    names = _names(collections, "collections", "collection name")
+    if names is not None:
+        return names
+    from ._copy import _collections as found_collections
+    from ._paths import resolve_root
+
+    path, _ = resolve_root(root)
+    return found_collections(path, backend, None)
+
+
+def _contexts(dataset_ids: Iterable[Any] | None) -> set[str | None] | None:
+    """Return the selected contexts as the backend names them, or ``None`` for all."""
+    if dataset_ids is None:
+        return None
+    if isinstance(dataset_ids, str) or not isinstance(dataset_ids, Iterable):
+        raise ArgumentTypeError(
+            f"dataset_ids must be a list of dataset ids, not {dataset_ids!r}"
+        )
+    return {check_dataset_id(dataset_id) for dataset_id in dataset_ids}
+
+
+def _names(
+    names: Iterable[str] | None, what: str, each: str = "store_name"
+) -> list[str] | None:
+    """Return a checked list of names, or ``None`` for all."""
+    if names is None:
+        return None
+    if isinstance(names, str) or not isinstance(names, Iterable):
+        raise ArgumentTypeError(f"{what} must be a list of names, not {names!r}")
+    return [check_name(name, each) for name in names]
