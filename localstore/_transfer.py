@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ._backend import Backend
+from ._paths import decode_name, resolve_root
 from ._service import BACKENDS, DEFAULT_COLLECTION, open_backend
 from ._validate import check_dataset_id, check_name, now_micros
 from .errors import ArgumentTypeError, InvalidArgumentError
@@ -48,8 +49,10 @@ def push(
     :param root: the local root; ``None`` means the default root.
     :param backend: the local backend, ``"sqlite"`` by default.
     :param database: the MongoDB database; default ``"fiftyone"``.
-    :param collections: the collections to copy; ``None`` means every one in
-        the root. Each becomes the MongoDB collection of the same name.
+    :param collections: the collections to copy; ``None`` means every one found
+        in a SQLite or JSON root, except those whose names are too long to be
+        spelled out in a directory name. Each becomes the MongoDB collection of
+        the same name.
     :param dataset_ids: only these contexts (``None`` in the list is the global
         one); ``None`` means all.
     :param stores: only stores with these names; ``None`` means all.
@@ -158,15 +161,21 @@ def _check_local(backend: Any) -> None:
 def _local_collections(
     root: str | os.PathLike[str] | None, backend: str, collections: Iterable[str] | None
 ) -> list[str]:
-    """Return the collections given, or every one the local root holds."""
+    """Return the collections given, or every one found under a root of files."""
     names = _names(collections, "collections", "collection name")
     if names is not None:
         return names
-    from ._copy import _collections as found_collections
-    from ._paths import resolve_root
-
+    if backend not in ("sqlite", "json"):
+        raise InvalidArgumentError(
+            f"name the collections to push from a {backend!r} root: collections=[...]"
+        )
     path, _ = resolve_root(root)
-    return found_collections(path, backend, None)
+    try:
+        entries = sorted(os.scandir(path), key=lambda entry: entry.name)
+    except FileNotFoundError:
+        return []
+    found = [decode_name(entry.name) for entry in entries if entry.is_dir()]
+    return [name for name in found if name is not None]
 
 
 def _contexts(dataset_ids: Iterable[Any] | None) -> set[str | None] | None:
