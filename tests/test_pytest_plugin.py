@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from importlib.metadata import entry_points
@@ -13,6 +14,8 @@ import pytest
 from localstore import ExecutionStoreService
 
 pytest_plugins = ["pytester"]
+
+README = Path(__file__).resolve().parent.parent / "README.md"
 
 #: How many times the sample module runs under pytest-xdist. Each run starts five
 #: interpreters (a controller and four workers) and costs about 5 s of CPU, so the
@@ -50,6 +53,14 @@ def test_isolated_without_naming_a_fixture(n):
     assert store.list_keys() == []
     store.set("n", n)
 """
+
+
+def readme_examples() -> list[str]:
+    """Return the Python blocks of the README section on testing plugins."""
+    text = README.read_text(encoding="utf-8")
+    section = text.split("\n## Testing plugins and offline tools\n", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, re.S)
 
 
 def snapshot(path: Path) -> dict[str, int]:
@@ -229,3 +240,35 @@ def test_sample_module_passes_every_run_under_xdist_and_leaves_real_root_alone(
     with ExecutionStoreService(root=real_root) as service:
         assert service.list_stores() == ["user_store"]
         assert os.fspath(service.root) == str(real_root)
+
+
+def test_readme_pytest_example_passes(pytester: pytest.Pytester) -> None:
+    modules = [block for block in readme_examples() if "def test_" in block]
+    pytester.makepyfile(test_readme=modules[0])
+
+    result = pytester.runpytest()
+
+    assert len(modules) == 1
+    result.assert_outcomes(passed=modules[0].count("\ndef test_"))
+
+
+@pytest.mark.timeout(120)
+def test_readme_scripts_print_what_their_comments_show(tmp_path: Path) -> None:
+    scripts = [block for block in readme_examples() if "def test_" not in block]
+
+    for index, script in enumerate(scripts):
+        expected = [
+            line.split("# -> ", 1)[1] for line in script.splitlines() if "# -> " in line
+        ]
+        result = subprocess.run(
+            [sys.executable, "-c", script],
+            env={**os.environ, "LOCALSTORE_ROOT": str(tmp_path / f"root{index}")},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines() == expected
+
+    assert len(scripts) == 3
