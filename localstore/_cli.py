@@ -145,6 +145,7 @@ def _get(args: argparse.Namespace) -> int:
         _print_json(fields)
     elif args.meta:
         fields["value"] = to_json(fields["value"])
+        fields["dataset_id"] = _context_label(context)
         _print_table(None, [[f"{name}:", _text(fields[name])] for name in FIELDS])
     else:
         print(to_json(fields["value"]))
@@ -189,11 +190,10 @@ def _sweep(args: argparse.Namespace) -> int:
     counts: list[tuple[str, str | None, str, int]] = []
     for collection in _progress(_collections(args), "sweeping collection"):
         service = _service(args, collection=collection)
-        with service:
-            if args.dry_run:
-                found = _count_expired(service.repo, now_micros())
-            else:
-                found = service.sweep()
+        if args.dry_run:
+            found = _count_expired(service.repo, now_micros())
+        else:
+            found = service.sweep()
         counts += [
             (collection, context, store, count)
             for (context, store), count in sorted(found.items(), key=_by_context)
@@ -237,7 +237,7 @@ def _export(args: argparse.Namespace) -> int:
     context, repo = service.dataset_id, service.repo
     for store in args.stores:
         _require_store(service, store)
-    stores = args.stores or service.list_stores()
+    stores = list(dict.fromkeys(args.stores)) or service.list_stores()
 
     def lines() -> Iterator[bytes]:
         for store in _progress(stores, "exporting store"):
@@ -349,13 +349,18 @@ def _write_file(path: str, chunks: Iterable[bytes]) -> None:
 def _service(
     args: argparse.Namespace, *, collection: str | None = None
 ) -> ExecutionStoreService:
-    """Open the service the global options select, or that of another collection."""
-    return ExecutionStoreService(
+    """Open the service the global options select, or that of another collection.
+
+    :func:`main` closes it when the command ends.
+    """
+    service = ExecutionStoreService(
         dataset_id=args.dataset,
         collection_name=collection or args.collection,
         root=args.root,
         backend=args.backend,
     )
+    args.opened.append(service)
+    return service
 
 
 def _require_store(service: ExecutionStoreService, store: str) -> None:
@@ -388,7 +393,11 @@ def _count_expired(repo: Backend, now: int) -> dict[tuple[str | None, str], int]
     for context in repo.list_contexts():
         for store in repo.list_stores(context, 0):
             _, keys = repo.dump_store(context, store, 0)
-            expired = sum(1 for k in keys if (k.expires_at or now + 1) <= now)
+            expired = sum(
+                1
+                for key in keys
+                if key.expires_at is not None and key.expires_at <= now
+            )
             if expired:
                 counts[(context, store)] = expired
     return counts
@@ -649,6 +658,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``localstore`` command and return its exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.opened = []
     try:
         status: int = args.run(args)
     except LocalStoreError as exc:
@@ -661,4 +671,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # point stdout at /dev/null so flushing it at exit cannot fail again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    finally:
+        for service in args.opened:
+            service.close()
     return status

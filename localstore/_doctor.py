@@ -179,7 +179,7 @@ def _check_read(root: str, path: str, kind: str) -> str | None:
     try:
         backend.dump_store(context, store, 0)
     except LocalStoreError as exc:
-        return str(exc)
+        return str(exc).removeprefix(path).lstrip()  # the report names the path
     finally:
         backend.close()
     return None
