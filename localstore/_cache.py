@@ -57,21 +57,23 @@ class CachedFunction(Generic[P, R]):
         backend: str,
     ) -> None:
         _check_arguments(func, ttl, dataset_id, version, key_fn, backend)
+        if collection_name is not None:
+            check_name(collection_name, "collection_name")
+        default_name = f"{func.__module__}.{func.__qualname__}"
+        self.store_name = check_name(default_name if store_name is None else store_name)
+
         self._func = func
         self._ttl = ttl
         self._dataset_id = dataset_id
         self._version = version
         self._key_fn = key_fn
         self._root = root
-        self._collection_name = (
-            None
-            if collection_name is None
-            else check_name(collection_name, "collection_name")
-        )
+        self._collection_name = collection_name
         self._backend = backend
-        self._signature = inspect.signature(func)
-        default_name = f"{func.__module__}.{func.__qualname__}"
-        self.store_name = check_name(default_name if store_name is None else store_name)
+        try:
+            self._signature: inspect.Signature | None = inspect.signature(func)
+        except (TypeError, ValueError):  # some built-ins have no signature
+            self._signature = None
         functools.update_wrapper(self, func)
 
     def __repr__(self) -> str:
@@ -112,6 +114,8 @@ class CachedFunction(Generic[P, R]):
         """
         if self._key_fn is not None:
             parts, what = self._key_fn(*args, **kwargs), "key_fn's result"
+        elif self._signature is None:
+            parts, what = {"args": args, "kwargs": kwargs}, "the arguments"
         else:
             bound = self._signature.bind(*args, **kwargs)
             bound.apply_defaults()

@@ -391,3 +391,14 @@ def test_bad_decorator_arguments_raise_when_decorating(
 def test_decorating_something_that_is_not_a_function_raises() -> None:
     with pytest.raises(ArgumentTypeError, match="decorates a function"):
         cached(42)  # type: ignore[call-overload]
+
+
+def test_builtin_without_a_signature_is_keyed_by_its_arguments(
+    localstore_service: ExecutionStoreService,
+) -> None:
+    cached_max = cached(store_name="builtin-max")(max)
+
+    results = [cached_max(3, 4), cached_max(3, 4), cached_max(5, 1)]
+
+    assert results == [4, 4, 5]
+    assert len(localstore_service.list_keys("builtin-max")) == 2
