@@ -372,7 +372,12 @@ def _require_store(service: ExecutionStoreService, store: str) -> None:
 
 
 def _collections(args: argparse.Namespace) -> list[str]:
-    """Return every collection under the root, and the one named by --collection."""
+    """Return every collection under the root, and the one named by --collection.
+
+    A backend without files (memory, MongoDB) has only the one named.
+    """
+    if getattr(_service(args).repo, "store_path", None) is None:
+        return [args.collection]
     root, _ = resolve_root(args.root)
     names = {args.collection}
     with suppress(FileNotFoundError, NotADirectoryError):

@@ -183,10 +183,25 @@ def test_commands_use_the_dataset_context_and_collection(root, open_service):
     open_service(dataset_id="d1", collection_name="other").set_key("s", "k", "scoped")
 
     scoped = run(root, "--dataset", "d1", "--collection", "other", "get", "s", "k")
+    meta = ok(
+        root, "--dataset", "d1", "--collection", "other", "get", "s", "k", "--meta"
+    )
     unscoped = run(root, "get", "s", "k")
 
     assert scoped.stdout == '"scoped"\n'
+    assert re.search(r"^dataset_id:\s+d1$", meta, re.MULTILINE)
     assert unscoped.returncode == 1
+
+
+def test_the_memory_backend_keeps_nothing_between_runs(root):
+    ok(root, "--backend", "memory", "set", "s", "k", "1")
+
+    listed = ok(root, "--backend", "memory", "ls")
+    swept = json.loads(ok(root, "--backend", "memory", "--json", "sweep"))
+
+    assert listed == "(no stores)\n"
+    assert swept == {"dry_run": False, "stores": [], "total": 0}
+    assert list(root.iterdir()) == []
 
 
 # Listing stores -------------------------------------------------------------------
