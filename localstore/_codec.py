@@ -20,6 +20,7 @@ import base64
 import datetime as dt
 import json
 import math
+from collections.abc import Collection
 from typing import Any
 
 from .errors import InvalidValueError
@@ -37,6 +38,8 @@ _INT_MAX = 2**63 - 1
 _TAGS = frozenset({"$bytes", "$date", "$oid", "$float", "$dict"})
 _FLOAT_NAMES = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 _SCALARS = (str, bool, int, float, type(None))
+_PLAIN = frozenset({str, bool, type(None)})
+_INT, _FLOAT, _STR = frozenset({int}), frozenset({float}), frozenset({str})
 
 _dumps = json.JSONEncoder(
     ensure_ascii=False, allow_nan=False, check_circular=False, separators=(",", ":")
@@ -119,6 +122,9 @@ def _check_container(value: Any, where: str, depth: int, path: set[int]) -> bool
     if isinstance(value, dict):
         if len(value) == 1 and next(iter(value)) in _TAGS:
             needs_tags = True  # the dict must be escaped to not read as a tag
+        if type(value) is dict and _are_plain(value.values()) and _has_str_keys(value):
+            path.discard(marker)
+            return needs_tags
         for key, item in value.items():
             if not isinstance(key, str):
                 raise InvalidValueError(
@@ -129,14 +135,48 @@ def _check_container(value: Any, where: str, depth: int, path: set[int]) -> bool
                 raise InvalidValueError(
                     f"{where} has the key {key!r}; keys cannot contain NUL"
                 )
+            if _is_plain(item, depth + 1):
+                continue
             if _check(item, f"{where}[{key!r}]", depth + 1, path):
                 needs_tags = True
-    else:
+    elif type(value) is not list or not _are_plain(value):
         for index, item in enumerate(value):
+            if _is_plain(item, depth + 1):
+                continue
             if _check(item, f"{where}[{index}]", depth + 1, path):
                 needs_tags = True
     path.discard(marker)
     return needs_tags
+
+
+def _is_plain(item: Any, depth: int) -> bool:
+    """Tell quickly whether _check would pass ``item`` untagged (False: unsure)."""
+    kind = type(item)
+    if kind in _PLAIN:
+        return True
+    if kind is int:
+        return bool(_INT_MIN <= item <= _INT_MAX)
+    if kind is float:
+        return math.isfinite(item)
+    # A list of scalars can hold no cycle and no tag.
+    return kind is list and depth < MAX_DEPTH and _are_plain(item)
+
+
+def _are_plain(items: Collection[Any]) -> bool:
+    """Tell, at C speed, whether every item is a scalar _check passes untagged."""
+    kinds = set(map(type, items))
+    if kinds <= _PLAIN:
+        return True
+    if kinds == _INT:
+        return bool(min(items) >= _INT_MIN and max(items) <= _INT_MAX)
+    # A sum of floats is finite only if every one is; should it overflow, the
+    # items merely go the slow way.
+    return kinds == _FLOAT and math.isfinite(sum(items))
+
+
+def _has_str_keys(value: dict[Any, Any]) -> bool:
+    """Tell, at C speed, whether every key is a ``str`` without NUL."""
+    return set(map(type, value)) <= _STR and "\0" not in "".join(value)
 
 
 def _tag(value: Any) -> Any:
