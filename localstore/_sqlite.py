@@ -197,17 +197,22 @@ _BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = (
     5, 6, 8, 10, 11, 13, 14, 26,
 )
 
+# Extended codes for a -shm file that cannot be made or grown: READONLY_CANTINIT,
+# READONLY_DIRECTORY, IOERR_SHMOPEN, IOERR_SHMSIZE, IOERR_SHMMAP.
+_SHM_ERRORS = frozenset({1288, 1544, 4618, 4874, 5386})
+
 
 class _Handle:
     """An open connection to one store file, and the lock its users take turns on."""
 
-    __slots__ = ("closed", "conn", "identity", "lock", "timeout")
+    __slots__ = ("closed", "conn", "identity", "lock", "pooled", "timeout")
 
-    def __init__(self, conn: sqlite3.Connection, identity: tuple[int, ...]) -> None:
+    def __init__(self, conn: sqlite3.Connection, identity: tuple[int, int]) -> None:
         self.conn = conn
         self.identity = identity
         self.lock = threading.Lock()
         self.closed = False
+        self.pooled = True
         self.timeout = -1.0
 
 
@@ -289,6 +294,8 @@ class SQLiteBackend(Backend):
                         handle.conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
                         handle.timeout = self.timeout
                     yield handle.conn
+                    if not handle.pooled:
+                        handle.conn.close()
                     return
 
     def _handle(
@@ -306,20 +313,23 @@ class SQLiteBackend(Backend):
                 return None
             self._create(path, context, store)
             stat = os.lstat(path)
-        identity: tuple[int, ...] = (stat.st_dev, stat.st_ino)
+        identity = (stat.st_dev, stat.st_ino)
 
         pool = _pool
         with pool.lock:
             handle = pool.handles.get(path)
             if handle is not None:
-                if handle.identity == identity or handle.identity == _snapshot(stat):
+                if handle.identity == identity:
                     pool.handles.move_to_end(path)
                     return handle
                 del pool.handles[path]
                 pool.abandoned.append(handle)  # see _forget_inherited_connections
 
         conn, read_only = self._open(path, stat)
-        handle = _Handle(conn, _snapshot(stat) if read_only else identity)
+        handle = _Handle(conn, identity)
+        if read_only:
+            handle.pooled = False  # read afresh each call: the owner may write
+            return handle
         with pool.lock:
             existing = pool.handles.get(path)
             if existing is not None and existing.identity == identity:
@@ -353,8 +363,8 @@ class SQLiteBackend(Backend):
     def _open(self, path: str, stat: os.stat_result) -> tuple[sqlite3.Connection, bool]:
         """Open an existing store file and check that it is one of ours.
 
-        Returns the connection and whether it is a read-only snapshot (see
-        :func:`_snapshot`).
+        Returns the connection and whether it only reads the file as it stands
+        (see :func:`_is_readable_as_it_stands`).
         """
         _refuse_links(path, stat)
         conn, read_only = self._connect_file(_uri(path, "rw")), False
@@ -363,13 +373,8 @@ class SQLiteBackend(Backend):
                 conn.execute("PRAGMA synchronous = NORMAL")
                 app_id = conn.execute("PRAGMA application_id").fetchone()[0]
             except sqlite3.OperationalError as exc:
-                if _primary_code(exc) != _READONLY or os.access(
-                    os.path.dirname(path), os.W_OK
-                ):
+                if not _is_readable_as_it_stands(path, exc):
                     raise
-                # A reader of a WAL file needs its -shm file, which cannot be
-                # made in a directory we may not write. None is there, so no
-                # writer is active: read the file as it stands.
                 conn.close()
                 conn = self._connect_file(_uri(path, "ro") + "&immutable=1")
                 read_only = True
@@ -865,14 +870,24 @@ class SQLiteBackend(Backend):
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
-def _snapshot(stat: os.stat_result) -> tuple[int, ...]:
-    """Return the identity of a file opened read-only in a read-only directory.
+def _is_readable_as_it_stands(path: str, exc: sqlite3.OperationalError) -> bool:
+    """Tell whether a file that failed to open may be read without its -shm file.
 
-    Such a connection reads the file as it stands (SQLite's ``immutable``), so
-    it also changes identity when the file's size or time changes: the next
-    call then reopens it and sees what its owner wrote.
+    A reader of a WAL file needs a -shm file, which cannot be made in a
+    directory we may not write, nor on a full disk. With no -wal file (or an
+    empty one) every write is in the file itself, which SQLite can then read as
+    it stands (``immutable``).
     """
-    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:  # Python 3.10: only the message tells
+        if _guess_code(str(exc)) not in (_READONLY, _IOERR):
+            return False
+    elif code not in _SHM_ERRORS:
+        return False
+    try:
+        return os.path.getsize(path + "-wal") == 0
+    except FileNotFoundError:
+        return True
 
 
 def _refuse_links(path: str, stat: os.stat_result) -> None:

@@ -259,7 +259,9 @@ def test_eight_threads_sharing_one_service_write_every_key(
     def write(thread: int) -> None:
         try:
             for i in range(200):
-                service.set_key("shared", f"{thread}-{i:03d}", {"thread": thread, "i": i})
+                service.set_key(
+                    "shared", f"{thread}-{i:03d}", {"thread": thread, "i": i}
+                )
         except BaseException as exc:  # collected: the assertion below reports it
             errors.append(exc)
 

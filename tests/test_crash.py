@@ -1,0 +1,326 @@
+"""Killed writers, full disks and stuck lock holders.
+
+A process crash may not lose an acknowledged write nor leave a store that does
+not open; a failed write raises ``OSError`` and leaves what was there; a lock
+held by a dead process blocks nobody, and one held by a live process makes the
+caller raise ``TimeoutError`` instead of hanging.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import hashlib
+import multiprocessing
+import os
+import random
+import resource
+import signal
+import time
+from collections.abc import Callable, Iterator
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from filelock import FileLock
+
+from localstore import ExecutionStoreService, LockTimeoutError
+
+FORK = multiprocessing.get_context("fork")
+
+Start = Callable[..., BaseProcess]
+
+
+@pytest.fixture
+def start() -> Iterator[Start]:
+    """Start forked children; kill and reap every one of them afterwards."""
+    started: list[BaseProcess] = []
+
+    def start_process(target: Callable[..., None], *args: Any) -> BaseProcess:
+        process = FORK.Process(target=target, args=args, daemon=True)
+        process.start()
+        started.append(process)
+        return process
+
+    yield start_process
+    for process in started:
+        if process.is_alive():
+            process.kill()
+        process.join(10)
+
+
+def whole_value(n: int) -> dict[str, Any]:
+    """A value large enough to span several pages, that checks itself."""
+    payload = hashlib.sha256(str(n).encode()).hexdigest() * 300
+    return {"n": n, "payload": payload}
+
+
+def is_whole(value: Any) -> bool:
+    return isinstance(value, dict) and value == whole_value(value.get("n", -1))
+
+
+# SIGKILL at random instants ---------------------------------------------------------
+
+
+def write_forever(root: str, backend: str, acknowledged: Any) -> None:
+    """Write ever larger ``n``; publish each one after its write has returned."""
+    service = ExecutionStoreService(root=root, backend=backend)
+    current = service.get_value("crash", "value")
+    n = 0 if current is None else current["n"] + 1
+    while True:
+        service.set_keys("crash", {"value": whole_value(n), "twin": whole_value(n)})
+        acknowledged.value = n
+        if n % 7 == 0:
+            service.set_key("crash", f"extra-{n}", n)
+        n += 1
+
+
+@pytest.mark.timeout(120)
+def test_writer_killed_at_random_instants_loses_no_acknowledged_write(
+    root: Path, file_backend: str, start: Start
+) -> None:
+    rng = random.Random(4)
+    reader = ExecutionStoreService(root=root, backend=file_backend)
+
+    for _ in range(50):
+        acknowledged = FORK.Value("q", -1, lock=False)
+        child = start(write_forever, str(root), file_backend, acknowledged)
+        deadline = time.monotonic() + 20
+        while acknowledged.value < 0 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        time.sleep(rng.uniform(0, 0.03))
+        os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        child.join(10)
+        last_acknowledged = acknowledged.value
+
+        value = reader.get_value("crash", "value")
+        twin = reader.get_value("crash", "twin")
+
+        assert last_acknowledged >= 0
+        assert is_whole(value)
+        assert value == twin  # both keys of one set_keys, or neither
+        assert value["n"] >= last_acknowledged
+    assert value["n"] >= 50
+    assert reader.count_keys("crash") >= 2
+
+
+# A full disk ------------------------------------------------------------------------
+
+_CLONE_NEWNS, _CLONE_NEWUSER = 0x00020000, 0x10000000
+_MS_REC, _MS_PRIVATE = 0x4000, 0x40000
+
+
+def mount_small_tmpfs(directory: str, size: str) -> None:
+    """Mount a tmpfs of ``size`` on ``directory``, visible to this process only.
+
+    The mount lives in a new mount namespace (as root), or in a new user and
+    mount namespace (as an ordinary user where the kernel allows it); it goes
+    away with the process.
+    """
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    uid, gid = os.getuid(), os.getgid()
+    if libc.unshare(_CLONE_NEWNS) != 0:
+        if libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNS) != 0:
+            raise OSError(ctypes.get_errno(), "unshare failed")
+        Path("/proc/self/setgroups").write_text("deny")
+        Path("/proc/self/uid_map").write_text(f"0 {uid} 1")
+        Path("/proc/self/gid_map").write_text(f"0 {gid} 1")
+    if libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None) != 0:
+        raise OSError(ctypes.get_errno(), "making mounts private failed")
+    options = f"size={size},mode=0700".encode()
+    if libc.mount(b"tmpfs", directory.encode(), b"tmpfs", 0, options) != 0:
+        raise OSError(ctypes.get_errno(), "mounting a tmpfs failed")
+
+
+def fill_until_failure(
+    root: str, backend: str, out: Any, prepare: Callable[[], None]
+) -> None:
+    """Write until the disk refuses; report what failed and what is left."""
+    try:
+        prepare()
+    except OSError as exc:
+        out.put({"skip": f"cannot make a small disk here: {exc}"})
+        return
+    service = ExecutionStoreService(root=root, backend=backend)
+    for i in range(5):
+        service.set_key("early", f"key-{i}", whole_value(i))
+    service.set_key("other", "key", "kept")
+    failure = new_store_failure = None
+
+    for i in range(10_000):
+        try:
+            service.set_key("early", f"fill-{i}", whole_value(i))
+        except Exception as exc:
+            failure = exc
+            break
+    try:
+        service.set_key("new", "key", whole_value(0))
+    except Exception as exc:
+        new_store_failure = exc
+
+    readable = [service.get_value("early", f"key-{i}") for i in range(5)]
+    listing = service.list_stores()
+    service.close()
+    reopened = ExecutionStoreService(root=root, backend=backend)
+    files = [
+        (
+            os.path.relpath(os.path.join(path, name), root),
+            os.path.getsize(os.path.join(path, name)),
+        )
+        for path, _, names in os.walk(root)
+        for name in names
+    ]
+    out.put(
+        {
+            "failure": repr(failure),
+            "is_oserror": isinstance(failure, OSError),
+            "new_store_failure": repr(new_store_failure),
+            "new_store_is_oserror": new_store_failure is None
+            or isinstance(new_store_failure, OSError),
+            "readable": readable == [whole_value(i) for i in range(5)],
+            "reopened": reopened.get_value("early", "key-4") == whole_value(4)
+            and reopened.get_value("other", "key") == "kept",
+            "listing": listing,
+            "files": files,
+        }
+    )
+
+
+def assert_failed_cleanly(result: dict[str, Any]) -> None:
+    if "skip" in result:
+        pytest.skip(result["skip"])
+    assert result["is_oserror"], result["failure"]
+    assert result["new_store_is_oserror"], result["new_store_failure"]
+    assert result["readable"]
+    assert result["reopened"]
+    assert {"early", "other"} <= set(result["listing"])
+    empty = [name for name, size in result["files"] if size == 0]
+    assert [name for name in empty if not name.endswith(".lock")] == []
+    assert [name for name, _ in result["files"] if name.endswith(".tmp")] == []
+
+
+@pytest.mark.timeout(60)
+def test_write_on_a_full_disk_raises_oserror_and_keeps_earlier_keys(
+    tmp_path: Path, file_backend: str, start: Start
+) -> None:
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    out = FORK.Queue()
+
+    child = start(
+        fill_until_failure,
+        str(disk / "root"),
+        file_backend,
+        out,
+        lambda: mount_small_tmpfs(str(disk), "384k"),
+    )
+    result = out.get(timeout=50)
+    child.join(10)
+
+    assert child.exitcode == 0
+    assert_failed_cleanly(result)
+    assert "No space left" in result["failure"] or "full" in result["failure"]
+
+
+def limit_file_size() -> None:
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a signal
+    resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, 256 * 1024))
+
+
+@pytest.mark.timeout(60)
+def test_write_past_the_file_size_limit_raises_oserror_and_keeps_earlier_keys(
+    root: Path, file_backend: str, start: Start
+) -> None:
+    out = FORK.Queue()
+
+    child = start(fill_until_failure, str(root), file_backend, out, limit_file_size)
+    result = out.get(timeout=50)
+    child.join(10)
+
+    assert child.exitcode == 0
+    assert_failed_cleanly(result)
+
+
+# Lock holders ---------------------------------------------------------------------
+
+
+def hold_store_lock(root: str, backend: str, holding: Any) -> None:
+    """Stop inside a write, with the store's lock held, until killed."""
+    service = ExecutionStoreService(root=root, backend=backend)
+
+    def stuck(current: str) -> bool:
+        holding.set()
+        time.sleep(3600)
+        return False
+
+    service.repo.compare_and_set_key(
+        None, "locked", "key", stuck, '"never"', None, "persist", time.time_ns() // 1000
+    )
+
+
+@pytest.mark.timeout(60)
+def test_live_lock_holder_makes_writer_raise_timeout_error(
+    root: Path, file_backend: str, start: Start
+) -> None:
+    ExecutionStoreService(root=root, backend=file_backend).set_key("locked", "key", 1)
+    holding = FORK.Event()
+    holder = start(hold_store_lock, str(root), file_backend, holding)
+    assert holding.wait(20)
+    service = ExecutionStoreService(root=root, backend=file_backend, timeout=0.5)
+
+    began = time.monotonic()
+    with pytest.raises(LockTimeoutError) as raised:
+        service.set_key("locked", "key", 2)
+    waited = time.monotonic() - began
+
+    assert isinstance(raised.value, TimeoutError)
+    assert "locked" in str(raised.value)
+    assert waited < 8  # the 0.5 s given, not the default 10 s
+    assert holder.is_alive()
+    assert service.get_value("locked", "key") == 1  # readers are not blocked
+
+
+@pytest.mark.timeout(60)
+def test_lock_holder_killed_mid_write_blocks_no_later_writer(
+    root: Path, file_backend: str, start: Start
+) -> None:
+    ExecutionStoreService(root=root, backend=file_backend).set_key("locked", "key", 1)
+    holding = FORK.Event()
+    holder = start(hold_store_lock, str(root), file_backend, holding)
+    assert holding.wait(20)
+
+    holder.kill()
+    holder.join(10)
+    service = ExecutionStoreService(root=root, backend=file_backend, timeout=5)
+    service.set_key("locked", "key", 2)
+
+    assert service.get_value("locked", "key") == 2
+
+
+def hold_creation_lock(lock_path: str, holding: Any) -> None:
+    with FileLock(lock_path):
+        holding.set()
+        time.sleep(3600)
+
+
+@pytest.mark.timeout(60)
+def test_store_creation_waits_out_a_dead_creator_and_times_out_on_a_live_one(
+    root: Path, start: Start
+) -> None:
+    service = ExecutionStoreService(root=root, timeout=0.5)
+    service.set_key("first", "key", 1)
+    lock_path = os.path.join(service.repo.context_dir(None), ".lock")  # type: ignore[attr-defined]
+    holding = FORK.Event()
+    holder = start(hold_creation_lock, lock_path, holding)
+    assert holding.wait(20)
+
+    with pytest.raises(LockTimeoutError) as raised:
+        service.set_key("second", "key", 2)
+    holder.kill()
+    holder.join(10)
+    service.set_key("second", "key", 2)
+
+    assert raised.value.path == lock_path
+    assert service.get_value("second", "key") == 2
+    assert service.get_value("first", "key") == 1
