@@ -303,6 +303,44 @@ def _import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _push_or_pull(args: argparse.Namespace) -> int:
+    """Copy stores between the root and a MongoDB collection, in one direction."""
+    from ._transfer import pull, push
+
+    pushing = args.command == "push"
+    verb = "pushed" if pushing else "pulled"
+    if args.dataset is not None and args.only_global:
+        args.parser.error("give --dataset or --global, not both")
+    contexts = [args.dataset] if args.dataset is not None or args.only_global else None
+
+    def progress(collection: str, context: str | None, store: str, count: int) -> None:
+        where = f"{collection}/{_context_label(context)}/{store}"
+        print(f"{verb} {where}: {count} {_plural(count, 'key')}", file=sys.stderr)
+
+    written = (push if pushing else pull)(
+        args.uri,
+        root=args.root,
+        backend=args.backend,
+        database=args.database,
+        collections=[args.collection],
+        dataset_ids=contexts,
+        stores=args.stores or None,
+        replace=not args.keep,
+        progress=progress,
+    )
+    stores, keys = len(written), sum(written.values())
+    if args.json:
+        copied = [
+            {"collection": c, "dataset_id": d, "store_name": s, "keys": n}
+            for (c, d, s), n in written.items()
+        ]
+        _print_json({"stores": stores, "keys": keys, "copied": copied})
+    else:
+        count = f"{keys} {_plural(keys, 'key')} in {stores} {_plural(stores, 'store')}"
+        print(f"{verb} {count}")
+    return 0
+
+
 def _doctor(args: argparse.Namespace) -> int:
     """Check every store file under the root; exit 1 when something is wrong."""
     from ._doctor import examine_root  # imported late: only this command needs it
@@ -619,6 +657,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--replace", action="store_true", help="overwrite existing keys (default: keep)"
     )
     command("doctor", _doctor, "check store files and the root for problems")
+    for name, flag, summary in (
+        ("push", "--to", "copy stores of the root into a MongoDB collection"),
+        ("pull", "--from", "copy stores of a MongoDB collection into the root"),
+    ):
+        transfer = command(name, _push_or_pull, summary)
+        transfer.add_argument("stores", type=store, nargs="*", metavar="STORE")
+        transfer.add_argument(flag, dest="uri", required=True, metavar="URI")
+        transfer.add_argument(
+            "--database", metavar="NAME", help="MongoDB database (default: fiftyone)"
+        )
+        transfer.add_argument(
+            "--global",
+            dest="only_global",
+            action="store_true",
+            help="only the global context (default: every context, or --dataset)",
+        )
+        transfer.add_argument(
+            "--keep",
+            action="store_true",
+            help="keep keys the target already has (default: overwrite them)",
+        )
     return parser
 
 

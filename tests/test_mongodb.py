@@ -9,6 +9,8 @@ server); each test gets its own database (see ``conftest.py``).
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
+import json
 import os
 import socket
 import subprocess
@@ -467,3 +469,127 @@ def test_push_to_a_bad_uri_raises_and_writes_nothing(tmp_path):
 
     with pytest.raises(InvalidArgumentError, match="uri"):
         push("localhost:27017", root=tmp_path)
+
+
+# Command line -----------------------------------------------------------------------
+
+
+def test_cli_push_then_pull_reports_progress_and_a_summary(tmp_path, capsys):
+    from localstore._cli import main
+
+    _fill(tmp_path / "source")
+
+    pushed = main(["push", "--to", MONGODB_URI, "--root", str(tmp_path / "source")])
+    push_out, push_err = capsys.readouterr()
+    pulled = main(
+        [
+            "pull",
+            "b",
+            "--from",
+            MONGODB_URI,
+            "--root",
+            str(tmp_path / "target"),
+            "--dataset",
+            DATASET,
+            "--json",
+        ]
+    )
+    pull_out, _ = capsys.readouterr()
+
+    assert pushed == pulled == 0
+    assert push_out == "pushed 21 keys in 6 stores\n"  # 3 x (6 in a, 1 in b)
+    assert f"pushed execution_store/{DATASET}/a: 6 keys" in push_err
+    assert "pushed execution_store/(global)/b: 1 key\n" in push_err
+    assert json.loads(pull_out)["copied"] == [
+        {
+            "collection": "execution_store",
+            "dataset_id": DATASET,
+            "store_name": "b",
+            "keys": 1,
+        }
+    ]
+    target = ExecutionStoreService(dataset_id=DATASET, root=tmp_path / "target")
+    assert target.list_stores() == ["b"]
+    assert target.get_key("b", "entry").policy == "evict"
+
+
+def test_cli_push_from_the_mongodb_backend_fails_with_one_line(tmp_path, capsys):
+    from localstore._cli import main
+
+    status = main(
+        ["push", "--to", MONGODB_URI, "--root", str(tmp_path), "--backend", "mongodb"]
+    )
+
+    assert status == 1
+    assert capsys.readouterr().err.startswith("localstore: backend must be a local")
+
+
+# Transactions on a replica set ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def replica_set_uri(tmp_path_factory):
+    """A one-member replica set of its own, run by the mongod ``.ci/run`` fetched."""
+    binary = os.environ.get("LOCALSTORE_MONGOD")
+    if not binary:
+        pytest.skip("no mongod binary to start a replica set: LOCALSTORE_MONGOD unset")
+    spec = importlib.util.spec_from_file_location(
+        "mongod_script", Path(__file__).parent.parent / "scripts" / "mongod.py"
+    )
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    process, port = script.start(
+        Path(binary), tmp_path_factory.mktemp("replica-set") / "db", replica_set="rs0"
+    )
+    yield f"mongodb://127.0.0.1:{port}/?replicaSet=rs0"
+    script.stop(process.pid)
+    process.wait(timeout=30)
+
+
+def _refuse_key(uri: str, key: str) -> None:
+    """Make the server reject documents with ``key``, as a schema validator does."""
+    import pymongo
+
+    with pymongo.MongoClient(uri) as client:
+        client[os.environ["LOCALSTORE_MONGODB_DATABASE"]].create_collection(
+            "execution_store",
+            validator={
+                "$jsonSchema": {"properties": {"key": {"not": {"enum": [key]}}}}
+            },
+        )
+
+
+@pytest.mark.timeout(120)
+def test_set_keys_on_a_replica_set_writes_all_or_nothing(root, replica_set_uri):
+    _refuse_key(replica_set_uri, "refused")
+    service = ExecutionStoreService(root=root, backend="mongodb", uri=replica_set_uri)
+
+    with pytest.raises(StoreIOError, match="validation"):
+        service.set_keys("s", {"a": 1, "refused": 2, "c": 3})
+    service.set_keys("t", {"a": 1, "c": 3})
+
+    assert service.list_keys("s") == []
+    assert service.list_keys("t") == ["a", "c"]
+
+
+@pytest.mark.timeout(120)
+def test_set_keys_on_a_standalone_server_keeps_what_was_written(root):
+    _refuse_key(MONGODB_URI, "refused")
+    service = ExecutionStoreService(root=root, backend="mongodb")
+
+    with pytest.raises(StoreIOError, match="validation"):
+        service.set_keys("s", {"a": 1, "refused": 2, "c": 3})
+
+    assert service.list_keys("s") == ["a", "c"]  # README, Known limitations
+
+
+@pytest.mark.timeout(120)
+def test_push_and_pull_through_a_replica_set_lose_nothing(tmp_path, replica_set_uri):
+    _fill(tmp_path / "source")
+
+    push(replica_set_uri, root=tmp_path / "source")
+    pull(replica_set_uri, root=tmp_path / "target")
+
+    assert _snapshot(open_backend("sqlite", tmp_path / "target")) == _snapshot(
+        open_backend("sqlite", tmp_path / "source")
+    )
