@@ -708,10 +708,19 @@ class SQLiteBackend(Backend):
         return deleted
 
     def list_stores(self, context: str | None, now: int) -> list[str]:
-        """Return the names of the stores that exist in ``context``, sorted."""
+        """Return the names of the stores that exist in ``context``, sorted.
+
+        A damaged store file is left out, with a logged warning, so that one bad
+        file does not hide the other stores; calls naming it still raise.
+        """
         names = []
         for store in self._stores_on_disk(context):
-            if self.get_store(context, store, now) is not None:
+            try:
+                exists = self.get_store(context, store, now) is not None
+            except CorruptStoreError as exc:
+                logger.warning("leaving out a damaged store: %s", exc)
+                continue
+            if exists:
                 names.append(store)
         return sorted(names)
 
@@ -787,15 +796,24 @@ class SQLiteBackend(Backend):
         counts: dict[tuple[str | None, str], int] = {}
         for context in self.list_contexts():
             for store in self._stores_on_disk(context):
-                with self._connect(context, store, create=False) as conn:
-                    if conn is None:
-                        continue
-                    with _transaction(conn):
-                        deleted = conn.execute(DELETE_EXPIRED, {"now": now}).rowcount
+                try:
+                    deleted = self._sweep_store(context, store, now)
+                except CorruptStoreError as exc:
+                    logger.warning("not sweeping a damaged store: %s", exc)
+                    continue
                 if deleted:
                     counts[(context, store)] = deleted
                     logger.debug("swept %d expired keys from %r", deleted, store)
         return counts
+
+    def _sweep_store(self, context: str | None, store: str, now: int) -> int:
+        """Delete the expired keys of one store; return how many."""
+        with self._connect(context, store, create=False) as conn:
+            if conn is None:
+                return 0
+            with _transaction(conn):
+                deleted: int = conn.execute(DELETE_EXPIRED, {"now": now}).rowcount
+        return deleted
 
     # Whole stores ----------------------------------------------------------------
 

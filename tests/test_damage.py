@@ -1,0 +1,204 @@
+"""Damaged store files: a clear error naming the file, and nothing else touched.
+
+A damaged file is never reset, repaired or deleted: every call on its store
+raises one :class:`~localstore.CorruptStoreError` naming it, the other stores of
+the context keep working, and listings skip it with a logged warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import random
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import localstore
+from localstore import CorruptStoreError, ExecutionStoreService, LocalStoreError
+
+
+def truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+
+
+def write_random_bytes(path: Path) -> None:
+    path.write_bytes(random.Random(4).randbytes(8192))
+
+
+def write_foreign_sqlite(path: Path) -> None:
+    path.unlink()
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE keys (key TEXT, value TEXT)")
+    conn.execute("INSERT INTO keys VALUES ('key', '\"foreign\"')")
+    conn.commit()
+    conn.close()
+
+
+DAMAGES: dict[str, Callable[[Path], None]] = {
+    "random-bytes": write_random_bytes,
+    "truncated": truncate,
+    "null": lambda path: path.write_text("null"),
+    "empty-list": lambda path: path.write_text("[]"),
+    "zero-bytes": lambda path: path.write_bytes(b""),
+    "foreign-sqlite": write_foreign_sqlite,
+    "text": lambda path: path.write_text("these are not the droids\n"),
+}
+
+
+def damaged_service(
+    root: Path, backend: str, damage: str
+) -> tuple[ExecutionStoreService, Path]:
+    """Return a service whose store "bad" has been damaged and "good" has not."""
+    service = ExecutionStoreService(root=root, backend=backend)
+    service.set_key("good", "key", "good value")
+    for i in range(50):
+        service.set_key("bad", f"key-{i}", "x" * 500)
+    path = Path(service.repo.store_path(None, "bad"))  # type: ignore[attr-defined]
+    service.close()  # SQLite moves the WAL into the file on close
+    for sidecar in (Path(f"{path}-wal"), Path(f"{path}-shm")):
+        assert not sidecar.exists()
+    DAMAGES[damage](path)
+    return ExecutionStoreService(root=root, backend=backend), path
+
+
+def assert_names_file(error: CorruptStoreError, path: Path) -> None:
+    assert str(path) in str(error)
+    assert error.path == str(path)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("damage", sorted(DAMAGES))
+def test_damaged_store_raises_corrupt_store_error_naming_the_file(
+    root: Path, file_backend: str, damage: str
+) -> None:
+    service, path = damaged_service(root, file_backend, damage)
+    before = path.read_bytes()
+    calls = {
+        "get_key": lambda: service.get_key("bad", "key-1"),
+        "set_key": lambda: service.set_key("bad", "key-1", "new"),
+        "list_keys": lambda: service.list_keys("bad"),
+        "count_keys": lambda: service.count_keys("bad"),
+        "delete_key": lambda: service.delete_key("bad", "key-1"),
+        "delete_store": lambda: service.delete_store("bad"),
+        "create_store": lambda: service.create_store("bad"),
+    }
+
+    for name, call in calls.items():
+        with pytest.raises(CorruptStoreError) as raised:
+            call()
+        assert_names_file(raised.value, path), name
+
+    assert path.read_bytes() == before
+    service.close()
+    assert path.read_bytes() == before
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("damage", sorted(DAMAGES))
+def test_damaged_store_leaves_other_stores_working_and_is_skipped_by_listings(
+    root: Path, file_backend: str, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    service, path = damaged_service(root, file_backend, damage)
+    before = path.read_bytes()
+
+    with caplog.at_level(logging.WARNING, logger="localstore"):
+        stores = service.list_stores()
+        count = service.count_stores()
+        documents = service.list_stores_global()
+        service.sweep()
+        service.clear_cache()
+    service.set_key("good", "other", 2)
+    service.set_key("fresh", "key", 3)
+
+    assert stores == ["good"]
+    assert count == 1
+    assert [document.store_name for document in documents] == ["good"]
+    assert service.get_value("good", "key") == "good value"
+    assert service.list_stores() == ["fresh", "good"]
+    assert any(str(path) in record.getMessage() for record in caplog.records)
+    assert path.read_bytes() == before
+
+
+@pytest.mark.timeout(30)
+def test_corrupt_store_error_is_a_local_store_error() -> None:
+    assert issubclass(CorruptStoreError, LocalStoreError)
+
+
+# No stored byte is ever unpickled ----------------------------------------------------
+
+
+class Planted:
+    """Unpickling this would create the marker file named in ``MARKER``."""
+
+    marker = ""
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (Path.write_text, (Path(Planted.marker), "unpickled!"))  # type: ignore[return-value]
+
+
+@pytest.mark.timeout(30)
+def test_pickled_bytes_come_back_as_bytes_never_unpickled(
+    root: Path, backend: str, tmp_path: Path
+) -> None:
+    Planted.marker = str(tmp_path / "marker")
+    payload = pickle.dumps(Planted())
+    service = ExecutionStoreService(root=root, backend=backend)
+
+    service.set_key("store", "pickle", payload)
+    service.set_key("store", "nested", {"data": [payload]})
+    value = service.get_value("store", "pickle")
+    nested = service.get_value("store", "nested")
+    listed = service.list_values("store")
+
+    assert value == payload
+    assert nested == {"data": [payload]}
+    assert payload in listed
+    assert not os.path.exists(Planted.marker)
+
+
+@pytest.mark.timeout(30)
+def test_pickle_written_into_a_store_file_is_never_unpickled(
+    root: Path, tmp_path: Path
+) -> None:
+    Planted.marker = str(tmp_path / "marker")
+    service = ExecutionStoreService(root=root)
+    service.set_key("store", "key", "placeholder")
+    path = service.repo.store_path(None, "store")  # type: ignore[attr-defined]
+    service.close()
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE keys SET value = ?", (pickle.dumps(Planted()),))
+    conn.execute(
+        "INSERT INTO keys SELECT 'text', ?, created_at, updated_at, NULL, policy "
+        "FROM keys",
+        (pickle.dumps(Planted(), protocol=0).decode("ascii"),),
+    )
+    conn.commit()
+    conn.close()
+
+    for key in ("key", "text"):
+        with pytest.raises((LocalStoreError, TypeError, ValueError)):
+            service.get_value("store", key)
+    with pytest.raises((LocalStoreError, TypeError, ValueError)):
+        service.list_values("store")
+
+    assert not os.path.exists(Planted.marker)
+
+
+@pytest.mark.timeout(30)
+def test_package_never_calls_an_unpickler_or_eval() -> None:
+    package = Path(localstore.__file__).parent
+    forbidden = ("pickle", "marshal", "shelve", "eval(", "exec(", "yaml")
+
+    uses = [
+        (source.name, word)
+        for source in sorted(package.glob("*.py"))
+        for word in forbidden
+        if word in source.read_text(encoding="utf-8")
+    ]
+
+    assert uses == []
