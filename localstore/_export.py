@@ -159,7 +159,9 @@ def _parse_line(line: bytes) -> tuple[str | None, str, KeyRecord | StoreRecord]:
 
 def _canonical(tree: Any) -> str:
     """Return the codec's text for a value tree, checking it as ``set_key`` would."""
-    return _codec.encode(decode_value(to_json(tree)))
+    text = to_json(tree)
+    # Without a tag the tree already is the value; decoding would only copy it.
+    return _codec.encode(decode_value(text) if '"$' in text else tree)
 
 
 def _micros(fields: dict[str, Any], name: str) -> int | None:
