@@ -71,9 +71,12 @@ def test_console_script_and_module_print_the_same_root(root):
 
     by_script = run(root, "path", command=[SCRIPT])
     by_module = run(root, "path")
+    missing = run(root, "get", "s", "k", command=[SCRIPT])
+    misused = run(root, "get", command=[SCRIPT])
 
     assert by_script.returncode == by_module.returncode == 0
     assert by_script.stdout == by_module.stdout == f"{root}  (from --root)\n"
+    assert (missing.returncode, misused.returncode) == (1, 2)
 
 
 def test_path_names_the_environment_or_the_default_as_source(tmp_path):
