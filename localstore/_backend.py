@@ -12,10 +12,25 @@ dataset (a ``str`` id) or the global context (``None``).
 from __future__ import annotations
 
 import abc
+import time
 from collections.abc import Callable
 from typing import NamedTuple
 
-__all__ = ["Backend", "KeyRecord", "StoreRecord"]
+__all__ = ["Backend", "KeyRecord", "StoreRecord", "catch_up"]
+
+
+def catch_up(now: int, expires_at: int | None) -> tuple[int, int | None]:
+    """Return the time now and ``expires_at`` moved on by as much as the clock did.
+
+    The service reads the clock when a call starts. A backend that then waited
+    for another writer's lock, or created a file, calls this once it holds its
+    write lock, so that ``updated_at`` is the moment of the write and a TTL
+    counts from it: a lease taken after a long wait is not already expired.
+    """
+    current = time.time_ns() // 1000
+    if current <= now:  # the clock stood still or was set back: keep the call's time
+        return now, expires_at
+    return current, None if expires_at is None else expires_at + current - now
 
 
 class KeyRecord(NamedTuple):
@@ -41,6 +56,9 @@ class StoreRecord(NamedTuple):
 
 class Backend(abc.ABC):
     """Stores keys of named stores, per context, under one root and collection.
+
+    Methods that write a TTL'd key call :func:`catch_up` once they hold their
+    write lock, and store and return the moved times.
 
     Every method is safe to call from several threads and processes at once; a
     method that writes either completes or changes nothing. Expired keys are

@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from stat import S_ISLNK
 from typing import Any, TypeVar
 
-from ._backend import Backend, KeyRecord, StoreRecord
+from ._backend import Backend, KeyRecord, StoreRecord, catch_up
 from ._paths import GLOBAL_CONTEXT_DIR, decode_name, encode_name
 from .errors import (
     CorruptStoreError,
@@ -495,17 +495,18 @@ class SQLiteBackend(Backend):
         only_if_absent: bool = False,
     ) -> KeyRecord | None:
         """Write a key (see :meth:`Backend.set_key`)."""
-        params = {
-            "key": key,
-            "value": value,
-            "now": now,
-            "expires_at": expires_at,
-            "policy": policy,
-        }
         statement = INSERT_KEY_IF_ABSENT if only_if_absent else UPSERT_KEY
         with self._connect(context, store, create=True) as conn:
             assert conn is not None
             with _transaction(conn):
+                now, expires_at = catch_up(now, expires_at)
+                params = {
+                    "key": key,
+                    "value": value,
+                    "now": now,
+                    "expires_at": expires_at,
+                    "policy": policy,
+                }
                 row = conn.execute(statement, params).fetchone()
                 conn.execute(PURGE_EXPIRED, {"now": now})
         if row is None:
@@ -522,13 +523,20 @@ class SQLiteBackend(Backend):
         now: int,
     ) -> None:
         """Write many keys in one transaction."""
-        rows = (
-            {"key": key, "value": value, "now": now, "expires_at": expires_at, "policy": policy}
-            for key, value in items
-        )
         with self._connect(context, store, create=True) as conn:
             assert conn is not None
             with _transaction(conn):
+                now, expires_at = catch_up(now, expires_at)
+                rows = (
+                    {
+                        "key": key,
+                        "value": value,
+                        "now": now,
+                        "expires_at": expires_at,
+                        "policy": policy,
+                    }
+                    for key, value in items
+                )
                 conn.executemany(UPSERT_KEY.replace("RETURNING created_at", ""), rows)
 
     def compare_and_set_key(
@@ -550,6 +558,7 @@ class SQLiteBackend(Backend):
                 row = conn.execute(SELECT_KEY, {"key": key, "now": now}).fetchone()
                 if row is None or not matches(row[1]):
                     return None
+                now, expires_at = catch_up(now, expires_at)
                 conn.execute(
                     UPSERT_KEY,
                     {
@@ -580,6 +589,7 @@ class SQLiteBackend(Backend):
             row = None
             with _transaction(conn):
                 if set_expiry:
+                    now, expires_at = catch_up(now, expires_at)
                     row = conn.execute(
                         UPDATE_EXPIRY, {"key": key, "now": now, "expires_at": expires_at}
                     ).fetchone()

@@ -150,3 +150,27 @@ def test_sweep_removes_expired_keys_for_good(service):
     assert swept == {(None, "s"): 1, (None, "t"): 1}
     assert service.sweep() == {}
     assert service.list_keys("s") == ["kept"]
+
+
+@pytest.mark.timeout(30)
+def test_ttl_counts_from_the_write_after_waiting_for_a_lock(root):
+    import sqlite3
+    import threading
+
+    from localstore import ExecutionStoreService
+
+    service = ExecutionStoreService(root=root, timeout=5)
+    service.set_key("s", "existing", 0)
+    blocker = sqlite3.connect(
+        service.repo.store_path(None, "s"),
+        isolation_level=None,
+        check_same_thread=False,
+    )
+    blocker.execute("BEGIN IMMEDIATE")
+    threading.Timer(0.6, lambda: blocker.execute("ROLLBACK")).start()
+
+    doc = service.set_key("s", "k", "v", ttl=0.5)
+
+    assert service.get_key("s", "k") == doc
+    assert service.set_key_if_absent("s", "k", "other") is False
+    blocker.close()
