@@ -264,6 +264,24 @@ def test_a_callback_may_end_its_own_subscription(
     assert watcher_threads() == []
 
 
+def test_a_callback_may_write_to_the_store_it_watches(
+    service: ExecutionStoreService,
+    subscriptions: list[tuple[ExecutionStoreService, str]],
+) -> None:
+    received: list[ChangeEvent] = []
+
+    def echo(change: ChangeEvent) -> None:
+        received.append(change)
+        if change.key == "a":
+            service.set_key("s", "echo", change.value)
+
+    subscriptions.append((service, service.subscribe("s", echo)))
+    service.set_key("s", "a", 1)
+
+    assert received == [event("a", "insert", 1), event("echo", "insert", 1)]
+    assert service.get_value("s", "echo") == 1
+
+
 def test_a_raising_callback_is_logged_and_others_still_receive(
     service: ExecutionStoreService,
     listen: Callable[..., list[ChangeEvent]],
