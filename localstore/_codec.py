@@ -99,7 +99,10 @@ def _check(value: Any, where: str, depth: int, path: set[int]) -> bool:
         raise InvalidValueError(f"{where} is nested deeper than {MAX_DEPTH} levels")
     if kind is dict or kind is list or kind is tuple:
         return _check_container(value, where, depth, path)
-    if isinstance(value, (bytes, dt.datetime)) or _is_object_id(value):
+    if isinstance(value, dt.datetime):
+        _check_datetime(value, where)
+        return True
+    if isinstance(value, bytes) or _is_object_id(value):
         return True
     if isinstance(value, _SCALARS):
         return _check(_plain(value), where, depth, path)
@@ -252,6 +255,16 @@ def _naive_utc(moment: dt.datetime) -> dt.datetime:
         moment.second,
         moment.microsecond,
     )
+
+
+def _check_datetime(moment: dt.datetime, where: str) -> None:
+    """Raise if an aware datetime falls outside the years 1-9999 once in UTC."""
+    try:
+        _naive_utc(moment)
+    except OverflowError as exc:
+        raise InvalidValueError(
+            f"{where} is {moment!r}, which falls outside the years 1-9999 in UTC"
+        ) from exc
 
 
 def _is_object_id(value: Any) -> bool:

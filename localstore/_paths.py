@@ -44,21 +44,30 @@ def resolve_root(root: str | os.PathLike[str] | None) -> tuple[str, str]:
     """Return the absolute root directory and where it came from.
 
     The source is ``"argument"``, ``"environment"`` (``$LOCALSTORE_ROOT``, where an
-    empty value counts as unset) or ``"default"`` (the user data directory that
+    empty or blank value counts as unset) or ``"default"`` (the user data directory that
     platformdirs gives for "localstore"). ``~`` is expanded in the first two.
     """
     if root is not None:
+        if not isinstance(root, (str, os.PathLike)):
+            from .errors import ArgumentTypeError
+
+            raise ArgumentTypeError(
+                f"root must be a str or a path, not {type(root).__name__} ({root!r})"
+            )
         path, source = os.fspath(root), "argument"
-        if not path:
+        if not path.strip():
             from .errors import InvalidArgumentError
 
-            raise InvalidArgumentError("root must not be an empty path")
-    elif os.environ.get(ROOT_ENV_VAR):
+            raise InvalidArgumentError(f"root must not be an empty path ({root!r})")
+    elif os.environ.get(ROOT_ENV_VAR, "").strip():
         path, source = os.environ[ROOT_ENV_VAR], "environment"
     else:
         import platformdirs  # imported late: it costs milliseconds at start-up
 
-        path, source = platformdirs.user_data_dir("localstore", appauthor=False), "default"
+        path, source = (
+            platformdirs.user_data_dir("localstore", appauthor=False),
+            "default",
+        )
     return os.path.abspath(os.path.expanduser(path)), source
 
 

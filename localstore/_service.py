@@ -17,6 +17,7 @@ from ._validate import (
     check_key,
     check_name,
     check_policy,
+    check_timeout,
     expiry,
     now_micros,
 )
@@ -65,8 +66,7 @@ def open_backend(
         raise InvalidArgumentError(
             f"backend must be one of {', '.join(map(repr, BACKENDS))}, not {backend!r}"
         )
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
-        raise InvalidArgumentError(f"timeout must be a number of seconds >= 0, not {timeout!r}")
+    timeout = check_timeout(timeout)
     options = {}
     if uri is not None or database is not None:
         if backend != "mongodb":
@@ -258,9 +258,7 @@ class ExecutionStoreService:
         :returns: the key as stored (a tuple reads back as a list, and so on).
         :raises InvalidValueError: for a value that cannot be stored.
         """
-        record = self._set(store_name, key, value, ttl, policy, only_if_absent=False)
-        assert record is not None
-        _tell_subscribers(self._repo, self._context, store_name)
+        record = self._set_key(store_name, key, value, ttl, policy)
         return self._key_doc(store_name, record)
 
     def set_cache_key(
@@ -333,8 +331,7 @@ class ExecutionStoreService:
         :param items: a mapping of key to value, or ``(key, value)`` pairs.
         """
         store, policy = check_name(store_name), check_policy(policy)
-        pairs = items.items() if isinstance(items, Mapping) else items
-        encoded = [(check_key(key), _codec.encode(value)) for key, value in pairs]
+        encoded = [(check_key(key), _codec.encode(value)) for key, value in _pairs(items)]
         now = now_micros()
         expires_at = expiry(ttl, now)
         if expires_at is not None:
@@ -538,6 +535,15 @@ class ExecutionStoreService:
 
     # Helpers -----------------------------------------------------------------------------
 
+    def _set_key(
+        self, store_name: str, key: str, value: Any, ttl: float | None, policy: str
+    ) -> KeyRecord:
+        """Do :meth:`set_key`'s work, less the document (``ExecutionStore.set``)."""
+        record = self._set(store_name, key, value, ttl, policy, only_if_absent=False)
+        assert record is not None
+        _tell_subscribers(self._repo, self._context, store_name)
+        return record
+
     def _set(
         self,
         store_name: str,
@@ -584,6 +590,21 @@ class ExecutionStoreService:
             updated_at=to_datetime(record.updated_at),
             policy=_POLICIES[record.policy],
         )
+
+
+def _pairs(items: Any) -> list[tuple[Any, Any]]:
+    """Return ``set_keys``' items as a list of pairs, or raise for another shape."""
+    if isinstance(items, Mapping):
+        return list(items.items())
+    if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
+        raise ArgumentTypeError(
+            f"items must be a mapping or (key, value) pairs, not {type(items).__name__}"
+        )
+    pairs = list(items)
+    for pair in pairs:
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise ArgumentTypeError(f"items must be (key, value) pairs; got {pair!r}")
+    return pairs
 
 
 def _check_fields(fields: Iterable[str] | None) -> frozenset[str]:

@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from ._documents import KeyDocument
 from ._service import ExecutionStoreService
 from ._validate import check_name, check_policy
 
@@ -83,11 +84,13 @@ class ExecutionStore:
         :param ttl: seconds until the key expires; ``None`` for never.
         """
         chosen = self._default_policy if policy is None else policy
-        self._service.set_key(self.store_name, key, value, ttl=ttl, policy=chosen)
+        # Not set_key: it would decode the value again into a KeyDocument, only
+        # for this method to drop it.
+        self._service._set_key(self.store_name, key, value, ttl, chosen)
 
     def set_cache(self, key: str, value: Any, ttl: float | None = None) -> None:
         """Set a key with the ``"evict"`` policy, so :meth:`clear_cache` removes it."""
-        self._service.set_key(self.store_name, key, value, ttl=ttl, policy="evict")
+        self._service._set_key(self.store_name, key, value, ttl, "evict")
 
     def set_if_absent(self, key: str, value: Any, ttl: float | None = None) -> bool:
         """Set a key only if it has no live value; return whether it was set."""
@@ -119,13 +122,19 @@ class ExecutionStore:
         """Delete this store's keys that have the ``"evict"`` policy or a TTL."""
         self._service.clear_cache(self.store_name)
 
-    def update_ttl(self, key: str, new_ttl: float | None) -> None:
-        """Give a live key a new TTL in seconds from now, or none with ``None``."""
-        self._service.update_ttl(self.store_name, key, new_ttl)
+    def update_ttl(self, key: str, new_ttl: float | None) -> KeyDocument | None:
+        """Give a live key a new TTL in seconds from now, or none with ``None``.
 
-    def update_policy(self, key: str, policy: str) -> None:
-        """Change a live key's policy to ``"persist"`` or ``"evict"``."""
-        self._service.update_policy(self.store_name, key, policy)
+        :returns: the updated key, or ``None`` if it is missing or expired.
+        """
+        return self._service.update_ttl(self.store_name, key, new_ttl)
+
+    def update_policy(self, key: str, policy: str) -> KeyDocument | None:
+        """Change a live key's policy to ``"persist"`` or ``"evict"``.
+
+        :returns: the updated key, or ``None`` if it is missing or expired.
+        """
+        return self._service.update_policy(self.store_name, key, policy)
 
     def get_metadata(self, key: str) -> dict[str, dt.datetime | None] | None:
         """Return the key's ``created_at``, ``updated_at`` and ``expires_at``.

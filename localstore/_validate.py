@@ -9,9 +9,17 @@ from typing import Any
 from ._documents import STORE_KEY, KeyPolicy
 from .errors import ArgumentTypeError, InvalidArgumentError
 
-__all__ = ["check_dataset_id", "check_key", "check_name", "check_policy", "expiry"]
+__all__ = [
+    "check_dataset_id",
+    "check_key",
+    "check_name",
+    "check_policy",
+    "check_timeout",
+    "expiry",
+]
 
 _POLICIES = {"persist": "persist", "evict": "evict"}
+_MAX_TIMEOUT = 2_000_000.0  # SQLite's busy timeout is a 32-bit count of milliseconds
 _LATEST = 253_402_300_799_000_000  # 9999-12-31 23:59:59 UTC in epoch microseconds
 
 
@@ -97,6 +105,20 @@ def expiry(ttl: Any, now: int, what: str = "ttl") -> int | None:
             "datetime can hold"
         )
     return expires_at
+
+
+def check_timeout(timeout: Any) -> float:
+    """Return a lock timeout in seconds: a finite number from 0 to 2,000,000."""
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise ArgumentTypeError(
+            f"timeout must be a number of seconds, not {type(timeout).__name__} "
+            f"({timeout!r})"
+        )
+    if not 0 <= timeout <= _MAX_TIMEOUT:  # also false for NaN
+        raise InvalidArgumentError(
+            f"timeout must be from 0 to {_MAX_TIMEOUT:.0f} seconds, not {timeout!r}"
+        )
+    return float(timeout)
 
 
 def now_micros() -> int:

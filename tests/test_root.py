@@ -59,3 +59,9 @@ def test_service_writes_under_its_root_only(tmp_path):
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["execution_store"]
     contexts = sorted(p.name for p in (tmp_path / "r" / "execution_store").iterdir())
     assert contexts == ["ds"]
+
+
+def test_blank_environment_value_means_default(monkeypatch):
+    monkeypatch.setenv("LOCALSTORE_ROOT", "   ")
+
+    assert resolve_root(None)[1] == "default"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 
 import pytest
 
@@ -479,3 +480,33 @@ def test_timestamps_are_naive_utc(service):
         < doc.expires_at - doc.created_at
         <= dt.timedelta(seconds=10)
     )
+
+
+@pytest.mark.parametrize("items", ["ab", None, [("a", 1, 2)], [1], 5])
+def test_set_keys_with_malformed_items_raises_type_error(service, items):
+    with pytest.raises(ArgumentTypeError, match="items"):
+        service.set_keys("s", items)
+
+    assert not service.has_store("s")
+
+
+@pytest.mark.parametrize(
+    ("timeout", "error"),
+    [
+        (-1, InvalidArgumentError),
+        (math.inf, InvalidArgumentError),
+        (math.nan, InvalidArgumentError),
+        (3e6, InvalidArgumentError),
+        ("x", ArgumentTypeError),
+        (True, ArgumentTypeError),
+    ],
+)
+def test_bad_timeouts_are_rejected_by_the_constructor(root, backend, timeout, error):
+    with pytest.raises(error, match="timeout"):
+        ExecutionStoreService(root=root, backend=backend, timeout=timeout)
+
+
+@pytest.mark.parametrize("bad_root", [1, "", "  ", b"/tmp"])
+def test_bad_roots_are_rejected(backend, bad_root):
+    with pytest.raises((ArgumentTypeError, InvalidArgumentError), match="root"):
+        ExecutionStoreService(root=bad_root, backend=backend)

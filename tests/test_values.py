@@ -118,6 +118,10 @@ def _deep(levels: int) -> list:
         ({"a\0b": 1}, "NUL"),
         (_deep(MAX_DEPTH + 1), "deeper"),
         (Path("x"), "Path"),
+        (
+            dt.datetime(9999, 12, 31, 23, tzinfo=dt.timezone(-dt.timedelta(hours=5))),
+            "years 1-9999",
+        ),
     ],
     ids=lambda v: v if isinstance(v, str) else type(v).__name__,
 )
