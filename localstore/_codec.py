@@ -217,7 +217,7 @@ def _untag(obj: dict[str, Any]) -> Any:
     if tag not in _TAGS:
         return obj
     if tag == "$bytes":
-        return base64.b64decode(payload)
+        return base64.b64decode(payload, validate=True)
     if tag == "$date":
         return dt.datetime.fromisoformat(payload)
     if tag == "$float":

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -431,6 +432,7 @@ class SQLiteBackend(Backend):
         try:
             if os.path.exists(path):
                 return
+            _remove_abandoned_temporaries(directory)
             temporary = f"{path}.{uuid.uuid4().hex}.tmp"
             try:
                 self._initialize(temporary, context, store)
@@ -453,6 +455,8 @@ class SQLiteBackend(Backend):
             # need no transaction around them, and no flush to disk of their own:
             # the caller flushes the finished file once, before renaming it.
             conn.execute("PRAGMA synchronous = OFF")
+            # Before any table exists: lets delete_store give freed pages back.
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.executescript(_SCHEMA)
             conn.execute(
@@ -702,6 +706,7 @@ class SQLiteBackend(Backend):
                 existing = self._read_store(conn, now)
                 conn.execute(DELETE_ALL_KEYS)
                 conn.execute(DELETE_STORE_DOC)
+            _give_back_free_pages(conn)
         return existing
 
     def clear_cache(self, context: str | None, store: str | None, now: int) -> int:
@@ -823,6 +828,8 @@ class SQLiteBackend(Backend):
                 return 0
             with _transaction(conn):
                 deleted: int = conn.execute(DELETE_EXPIRED, {"now": now}).rowcount
+            if deleted:
+                _give_back_free_pages(conn)
         return deleted
 
     # Whole stores ----------------------------------------------------------------
@@ -963,6 +970,30 @@ def _flush_to_disk(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _give_back_free_pages(conn: sqlite3.Connection) -> None:
+    """Shrink a file after a large delete (the files use incremental auto-vacuum).
+
+    ``executescript`` steps the pragma to the end; ``execute`` would free only
+    one page.
+    """
+    conn.executescript("PRAGMA incremental_vacuum;")
+
+
+_TEMPORARY = re.compile(r"\.sqlite\.[0-9a-f]{32}\.tmp(-wal|-shm|-journal)?\Z")
+
+
+def _remove_abandoned_temporaries(directory: str) -> None:
+    """Delete half-made store files that a killed process left in ``directory``.
+
+    Only called under the context's creation lock, and only creators under that
+    lock make such files, so every one found is abandoned.
+    """
+    for entry in os.listdir(directory):
+        if _TEMPORARY.search(entry):
+            os.unlink(os.path.join(directory, entry))  # a planted link: only it goes
+            logger.debug("removed abandoned temporary file %s in %s", entry, directory)
 
 
 def _uri(path: str, mode: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from pathlib import Path
 
 import pytest
 
@@ -510,3 +511,14 @@ def test_bad_timeouts_are_rejected_by_the_constructor(root, backend, timeout, er
 def test_bad_roots_are_rejected(backend, bad_root):
     with pytest.raises((ArgumentTypeError, InvalidArgumentError), match="root"):
         ExecutionStoreService(root=bad_root, backend=backend)
+
+
+def test_deleted_store_gives_its_space_back(make_service, backend):
+    service = make_service()
+    service.set_key("big", "k", "x" * 2_000_000)
+
+    service.delete_store("big")
+    service.close()
+
+    sizes = [p.stat().st_size for p in Path(service.root).rglob("big.*")]
+    assert all(size < 200_000 for size in sizes)
