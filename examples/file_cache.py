@@ -32,7 +32,7 @@ def parse_args() -> argparse.Namespace:
         help="the tree to walk (default: the installed Python standard library)",
     )
     parser.add_argument(
-        "--ttl", type=float, default=3600, help="seconds an entry lives"
+        "--ttl", type=positive_seconds, default=3600, help="seconds an entry lives"
     )
     parser.add_argument(
         "--root",
@@ -40,7 +40,20 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--backend", default="sqlite", help="sqlite (default) or json")
     parser.add_argument("--clear", action="store_true", help="forget the cache first")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if not os.path.isdir(args.directory):
+        parser.error(f"{args.directory!r} is not a directory")
+    return args
+
+
+def positive_seconds(text: str) -> float:
+    """Parse a TTL from the command line: a number of seconds greater than 0."""
+    seconds = float(text)
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"a TTL must be more than 0 seconds, not {text}"
+        )
+    return seconds
 
 
 def summarize(path: str) -> dict[str, object]:
