@@ -595,6 +595,8 @@ class MongoBackend(Backend):
         """Return every context with a document in the collection."""
         from bson import ObjectId
 
+        # Answered from the dataset_id index, which also lists as null the
+        # documents without the field that FiftyOne's versions of 2024 wrote.
         ids = self._coll().distinct("dataset_id")
         contexts = sorted(
             {str(value) for value in ids if isinstance(value, (str, ObjectId))}

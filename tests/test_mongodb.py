@@ -203,6 +203,19 @@ def test_documents_written_like_fiftyone_are_read(mongo, raw):
     assert mongo.list_keys("s") == ["first", "k"]
 
 
+def test_global_documents_without_dataset_id_are_in_the_global_context(root, raw):
+    service = ExecutionStoreService(root=root, backend="mongodb")
+    service.count_keys("s")  # creates the indexes
+    doc = _fiftyone_doc("k", "old")
+    del doc["dataset_id"]  # as FiftyOne's versions of 2024 wrote global keys
+    raw.insert_one(doc)
+
+    assert service.get_key("s", "k").value == "old"
+    assert [(d.store_name, d.dataset_id) for d in service.list_stores_global()] == [
+        ("s", None)
+    ]
+
+
 def test_missing_policy_follows_expiry_as_in_fiftyone(mongo, raw):
     later = _utcnow() + dt.timedelta(hours=1)
     raw.insert_one(_fiftyone_doc("k", 1, expires_at=later))
