@@ -56,6 +56,9 @@ APPLICATION_ID = 0x4C53544F  # "LSTO"
 #: How many store files one process keeps open at most (each holds 3 descriptors).
 MAX_OPEN_FILES = 64
 
+#: How many store paths one backend remembers rather than encodes anew.
+_MAX_REMEMBERED_PATHS = 4096
+
 #: Expired rows a write removes on its way, so no single write pays for many.
 _PURGE_BATCH = 64
 
@@ -334,6 +337,7 @@ class SQLiteBackend(Backend):
             )
         super().__init__(root, collection, timeout=timeout)
         self._collection_dir = os.path.join(root, encode_name(collection))
+        self._paths: dict[tuple[str | None, str], str] = {}
 
     # Paths -----------------------------------------------------------------------
 
@@ -344,7 +348,13 @@ class SQLiteBackend(Backend):
 
     def store_path(self, context: str | None, store: str) -> str:
         """Return the file that holds ``store`` of ``context``."""
-        return os.path.join(self.context_dir(context), encode_name(store) + SUFFIX)
+        # Remembered: every call needs it, and encoding names takes microseconds.
+        path = self._paths.get((context, store))
+        if path is None:
+            path = os.path.join(self.context_dir(context), encode_name(store) + SUFFIX)
+            if len(self._paths) < _MAX_REMEMBERED_PATHS:
+                self._paths[(context, store)] = path
+        return path
 
     # Connections -----------------------------------------------------------------
 
@@ -516,12 +526,16 @@ class SQLiteBackend(Backend):
             conn.execute("PRAGMA synchronous = OFF")
             # Before any table exists: lets delete_store give freed pages back.
             conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.executescript(_SCHEMA)
+            conn.executescript(f"BEGIN;\n{_SCHEMA}")  # one transaction: quicker
             conn.execute(
                 INSERT_STORE_INFO,
                 {"store_name": store, "dataset_id": context, "now": time.time_ns() // 1000},
             )
+            conn.execute("COMMIT")
+            # WAL last: until here every page went straight into the file, so a
+            # full disk raised instead of leaving pages in a WAL file that the
+            # caller deletes (closing ignores a checkpoint that fails).
+            conn.execute("PRAGMA journal_mode = WAL")
         finally:
             conn.close()
 
