@@ -382,7 +382,7 @@ def test_fork_with_an_open_store_leaves_it_whole(
         + [f"parent-{i:03d}" for i in range(100)]
     )
     if file_backend == "sqlite":
-        path = service.repo.store_path(None, "forked")  # type: ignore[attr-defined]
+        path = service.repo.store_path(None, "forked")
         check = sqlite3.connect(path)
         try:
             assert check.execute("PRAGMA integrity_check").fetchall() == [("ok",)]

@@ -90,7 +90,7 @@ def test_writer_killed_at_random_instants_loses_no_acknowledged_write(
         while acknowledged.value < 0 and time.monotonic() < deadline:
             time.sleep(0.001)
         time.sleep(rng.uniform(0, 0.03))
-        os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        os.kill(child.pid, signal.SIGKILL)
         child.join(10)
         last_acknowledged = acknowledged.value
 
@@ -310,7 +310,7 @@ def test_store_creation_waits_out_a_dead_creator_and_times_out_on_a_live_one(
 ) -> None:
     service = ExecutionStoreService(root=root, timeout=0.5)
     service.set_key("first", "key", 1)
-    lock_path = os.path.join(service.repo.context_dir(None), ".lock")  # type: ignore[attr-defined]
+    lock_path = os.path.join(service.repo.context_dir(None), ".lock")
     holding = FORK.Event()
     holder = start(hold_creation_lock, lock_path, holding)
     assert holding.wait(20)

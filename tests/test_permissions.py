@@ -237,7 +237,7 @@ def test_symlink_planted_as_lock_file_never_has_its_target_written(
 ) -> None:
     service = ExecutionStoreService(root=root, backend=file_backend)
     service.set_key("existing", "key", 1)
-    new_store = Path(service.repo.store_path(None, "new"))  # type: ignore[attr-defined]
+    new_store = Path(service.repo.store_path(None, "new"))
     locks = [*root.rglob("*.lock"), Path(f"{new_store}.lock")]
     for lock in locks:
         plant(lock, target)
@@ -255,7 +255,7 @@ def foreign_store(tmp_path: Path, file_backend: str) -> Path:
     """A real store file of another root, as a tempting link target."""
     service = ExecutionStoreService(root=tmp_path / "elsewhere", backend=file_backend)
     service.set_key("victim", "key", "theirs")
-    path = Path(service.repo.store_path(None, "victim"))  # type: ignore[attr-defined]
+    path = Path(service.repo.store_path(None, "victim"))
     service.close()
     path.chmod(0o644)
     return path
@@ -268,7 +268,7 @@ def test_symlink_planted_as_store_file_never_has_its_target_written(
 ) -> None:
     service = ExecutionStoreService(root=root, backend=file_backend)
     service.set_key("good", "key", 1)
-    link = Path(service.repo.store_path(None, "victim"))  # type: ignore[attr-defined]
+    link = Path(service.repo.store_path(None, "victim"))
     pointed = foreign_store if kind == "store-file" else target
     before = pointed.read_bytes()
     plant(link, pointed)
@@ -291,7 +291,7 @@ def test_symlinks_planted_as_wal_files_never_have_their_target_written(
 ) -> None:
     service = ExecutionStoreService(root=root)
     service.set_key("store", "key", 1)
-    path = service.repo.store_path(None, "store")  # type: ignore[attr-defined]
+    path = service.repo.store_path(None, "store")
     service.close()
     for suffix in ("-wal", "-shm", "-journal"):
         plant(Path(path + suffix), target)
@@ -312,7 +312,7 @@ def test_symlink_planted_as_temporary_file_never_has_its_target_written(
     guessed = uuid.UUID(int=4)
     monkeypatch.setattr(uuid, "uuid4", lambda: guessed)  # make the name guessable
     for store in ("existing", "new"):
-        path = service.repo.store_path(None, store)  # type: ignore[attr-defined]
+        path = service.repo.store_path(None, store)
         temporary = f"{path}.{guessed.hex}.tmp"
         for suffix in ("", "-wal", "-shm", "-journal"):
             plant(Path(temporary + suffix), target)
