@@ -25,7 +25,6 @@ import re
 import sqlite3
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from stat import S_ISLNK
@@ -437,6 +436,7 @@ class SQLiteBackend(Backend):
         (see :func:`_is_readable_as_it_stands`).
         """
         _refuse_links(path, stat)
+
         conn, read_only = self._connect_file(_uri(path, "rw")), False
         try:
             try:
@@ -489,6 +489,8 @@ class SQLiteBackend(Backend):
         """
         directory = os.path.dirname(path)
         _make_private_dirs(directory)
+        import uuid  # imported late, as filelock: it imports platform (milliseconds)
+
         from filelock import FileLock  # imported late: only creation needs it
 
         lock = FileLock(os.path.join(directory, ".lock"), timeout=self.timeout, mode=0o600)
