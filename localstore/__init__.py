@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ._backend import Backend
 from ._cache import CachedFunction, cached
 from ._context import OfflineContext
+from ._copy import copy_root
 from ._documents import KeyDocument, KeyPolicy, StoreDocument
 from ._service import ExecutionStoreService, open_backend
 from ._store import ExecutionStore
@@ -51,6 +52,7 @@ __all__ = [
     "StorePermissionError",
     "__version__",
     "cached",
+    "copy_root",
     "open_backend",
 ]
 

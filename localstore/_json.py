@@ -1,0 +1,365 @@
+"""The JSON backend: one readable JSON file per store.
+
+Layout: ``<root>/<collection>/<context>/<store>.json``, names encoded by
+:mod:`localstore._paths`, beside a ``<store>.json.lock`` lock file; the file
+format is described in :mod:`localstore._jsonfile`.
+
+Every write holds the store's ``filelock`` lock across the whole
+read-modify-write, reads the file afresh, writes a temporary file in the same
+directory, fsyncs it and renames it over the old one. Nothing is cached between
+calls. Readers do not lock on POSIX: the rename swaps whole files, so a reader
+sees the old or the new one and never waits for a writer. A write that leaves a
+store with no document and no live key deletes its file under the lock; the
+lock file stays, and a writer waiting for it reads "no file" and starts anew.
+Expired keys are never returned, and leave the file with the next write.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import BinaryIO
+
+from ._jsonfile import FileState, parse, read_names, read_revision, render
+from ._paths import GLOBAL_CONTEXT_DIR, decode_name, encode_name
+from ._state import StateBackend
+from .errors import (
+    CorruptStoreError,
+    LocalStoreError,
+    LockTimeoutError,
+    StoreIOError,
+    StorePermissionError,
+)
+
+__all__ = ["JSONBackend"]
+
+logger = logging.getLogger(__name__)
+
+SUFFIX = ".json"
+
+# Windows cannot rename over a file that a reader holds open, so readers there
+# take the lock too; POSIX renames never wait for readers.
+_READS_TAKE_LOCK = os.name == "nt"
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+_thread_locks_guard = threading.Lock()
+_thread_locks: dict[str, threading.Lock] = {}
+
+
+def _thread_lock(path: str) -> threading.Lock:
+    """Return the lock that the threads of this process take for a store file.
+
+    One small lock per store file the process has written, kept while it runs.
+    """
+    with _thread_locks_guard:
+        return _thread_locks.setdefault(path, threading.Lock())
+
+
+def _forget_thread_locks() -> None:
+    """In a forked child, drop locks that the parent's other threads may hold."""
+    global _thread_locks_guard, _thread_locks
+    _thread_locks_guard = threading.Lock()
+    _thread_locks = {}
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_thread_locks)
+
+
+def _timeout_error(timeout: float, lock_file: str) -> LockTimeoutError:
+    """Return the error for a store lock not had within ``timeout`` seconds."""
+    return LockTimeoutError(
+        f"timed out after {timeout} s waiting for {lock_file}", lock_file
+    )
+
+
+class JSONBackend(StateBackend):
+    """Keeps each store in one human-readable JSON file; writes cost O(store size)."""
+
+    kind = "json"
+
+    def __init__(self, root: str, collection: str, *, timeout: float = 10.0) -> None:
+        super().__init__(root, collection, timeout=timeout)
+        self._collection_dir = os.path.join(root, encode_name(collection))
+
+    # Paths -----------------------------------------------------------------------
+
+    def context_dir(self, context: str | None) -> str:
+        """Return the directory that holds the stores of ``context``."""
+        name = GLOBAL_CONTEXT_DIR if context is None else encode_name(context)
+        return os.path.join(self._collection_dir, name)
+
+    def store_path(self, context: str | None, store: str) -> str:
+        """Return the file that holds ``store`` of ``context``."""
+        return os.path.join(self.context_dir(context), encode_name(store) + SUFFIX)
+
+    # Reading and writing whole stores ------------------------------------------------
+
+    @contextmanager
+    def _reading(self, context: str | None, store: str) -> Iterator[FileState | None]:
+        """Yield the store as its file holds it now, or ``None`` without a file."""
+        path = self.store_path(context, store)
+        with _converting_errors(path):
+            if not _READS_TAKE_LOCK:
+                state = _load(path, context, store)
+            elif os.path.lexists(path):
+                with self._locked(path):
+                    state = _load(path, context, store)
+            else:
+                state = None  # taking the lock would create the directories
+        yield state
+
+    @contextmanager
+    def _writing(
+        self, context: str | None, store: str, now: int, *, create: bool
+    ) -> Iterator[FileState | None]:
+        """Yield the store read under its lock; write it back if it changed."""
+        path = self.store_path(context, store)
+        with _converting_errors(path):
+            if create:
+                _make_private_dirs(os.path.dirname(path))
+            elif not os.path.lexists(path):
+                yield None
+                return
+
+            with self._locked(path):
+                state = _load(path, context, store)
+                if state is None and create:
+                    state = FileState()
+                yield state
+                if state is not None and state.changed:
+                    _save(path, context, store, state, now)
+
+    @contextmanager
+    def _locked(self, path: str) -> Iterator[None]:
+        """Hold the store's lock; raise :class:`LockTimeoutError` after the timeout.
+
+        Threads of this process queue on a thread lock first, which hands over
+        at once, and only its holder polls the file lock: with every thread
+        polling, a busy store starved some of them past their timeout.
+        """
+        from filelock import FileLock, Timeout  # imported late: it costs start-up time
+
+        lock_file = path + ".lock"
+        deadline = time.monotonic() + self.timeout
+        thread_lock = _thread_lock(path)
+        if not thread_lock.acquire(timeout=self.timeout):
+            raise _timeout_error(self.timeout, lock_file)
+        try:
+            remaining = max(0.0, deadline - time.monotonic())
+            lock = FileLock(lock_file, timeout=remaining, mode=0o600)
+            try:
+                lock.acquire()
+            except Timeout as exc:
+                raise _timeout_error(self.timeout, lock_file) from exc
+            try:
+                yield
+            finally:
+                lock.release()
+        finally:
+            thread_lock.release()
+
+    # Listing ---------------------------------------------------------------------
+
+    def _store_names(self, context: str | None) -> list[str]:
+        """Return the names of every store file of a context."""
+        directory = self.context_dir(context)
+        try:
+            entries = os.listdir(directory)
+        except FileNotFoundError:
+            return []
+        names = []
+        for entry in entries:
+            if not entry.endswith(SUFFIX):
+                continue
+            name = decode_name(entry[: -len(SUFFIX)])
+            if name is None:
+                name = _read_name(os.path.join(directory, entry))
+            if name is not None:
+                names.append(name)
+        return names
+
+    def list_contexts(self) -> list[str | None]:
+        """Return every context with a directory under the collection."""
+        try:
+            entries = os.listdir(self._collection_dir)
+        except FileNotFoundError:
+            return []
+        contexts: list[str | None] = []
+        for entry in sorted(entries):
+            if entry == GLOBAL_CONTEXT_DIR:
+                contexts.insert(0, None)
+            else:
+                name = decode_name(entry)
+                if name is None and "~" in entry:
+                    name = _read_context(os.path.join(self._collection_dir, entry))
+                if name is not None:
+                    contexts.append(name)
+        return contexts
+
+    def change_marker(self, context: str | None, store: str) -> object:
+        """Return the file's identity, time, size and revision; ``None`` without one.
+
+        Reads the file's first bytes only: the revision sits near the top.
+        """
+        path = self.store_path(context, store)
+        with _converting_errors(path):
+            file = _open_store_file(path)
+            if file is None:
+                return None
+            with file:
+                stat = os.fstat(file.fileno())
+                head = file.read(256)
+        return (stat.st_ino, stat.st_mtime_ns, stat.st_size, read_revision(head))
+
+
+# The file format ------------------------------------------------------------------
+
+
+def _load(path: str, context: str | None, store: str) -> FileState | None:
+    """Read and check a store file; ``None`` if there is none."""
+    file = _open_store_file(path)
+    if file is None:
+        return None
+    with file:
+        raw = file.read()
+    return parse(raw, path, context, store)
+
+
+def _open_store_file(path: str) -> BinaryIO | None:
+    """Open a store file to read; ``None`` if there is none.
+
+    :raises CorruptStoreError: for a symbolic link in its place, which
+        localstore never creates and never follows.
+    """
+    try:
+        descriptor = os.open(path, os.O_RDONLY | _NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise CorruptStoreError(
+                f"{path} is a symbolic link, which localstore never follows; it was "
+                "left as it is",
+                path,
+            ) from exc
+        raise
+    return open(descriptor, "rb")
+
+
+def _save(
+    path: str, context: str | None, store: str, state: FileState, now: int
+) -> None:
+    """Write a changed store back, dropping its expired keys; the caller holds the lock.
+
+    A store left with no document and no key loses its file.
+    """
+    state.drop_expired(now)
+    if state.document is None and not state.keys:
+        if state.revision:
+            os.unlink(path)
+            logger.debug("deleted empty store file %s", path)
+        return
+
+    state.revision += 1
+    _write_atomically(path, render(state, context, store))
+
+
+def _write_atomically(path: str, data: bytes) -> None:
+    """Replace ``path`` with ``data`` through a temporary file and a rename.
+
+    A crash before the rename leaves the old file whole (and a ``.tmp`` file
+    beside it); after, the new one. The directory is not fsynced, so after a
+    power cut the store may be one write behind, never half written.
+    """
+    temporary = f"{path}.{uuid.uuid4().hex}.tmp"
+    descriptor = os.open(
+        temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600
+    )
+    try:
+        with open(descriptor, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.lexists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+def _read_name(path: str) -> str | None:
+    """Read the exact store name recorded inside a file with a hashed name."""
+    info = _read_info(path)
+    if info is None or encode_name(info[0]) + SUFFIX != os.path.basename(path):
+        logger.warning("skipping %s: its recorded name does not match", path)
+        return None
+    return info[0]
+
+
+def _read_context(directory: str) -> str | None:
+    """Read the exact dataset id of a context directory with a hashed name."""
+    wanted = os.path.basename(directory)
+    for entry in sorted(os.listdir(directory)):
+        if not entry.endswith(SUFFIX):
+            continue
+        info = _read_info(os.path.join(directory, entry))
+        if info is not None and info[1] is not None and encode_name(info[1]) == wanted:
+            return info[1]
+    return None
+
+
+def _read_info(path: str) -> tuple[str, str | None] | None:
+    """Read the store name and dataset id recorded inside a store file."""
+    try:
+        file = _open_store_file(path)
+        if file is None:
+            return None
+        with file:
+            info = read_names(file.read())
+    except (OSError, CorruptStoreError):
+        info = None
+    if info is None:
+        logger.warning("skipping %s: not a readable store file", path)
+    return info
+
+
+def _make_private_dirs(directory: str) -> None:
+    """Create ``directory`` and any missing parents, each readable by us alone.
+
+    ``os.makedirs`` gives its mode to the last directory only; the umask is
+    never changed.
+    """
+    missing = []
+    while not os.path.isdir(directory):
+        missing.append(directory)
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            break
+        directory = parent
+    for name in reversed(missing):
+        try:
+            os.mkdir(name, 0o700)
+        except FileExistsError:
+            if not os.path.isdir(name):  # not another process's mkdir: a file
+                raise
+
+
+@contextmanager
+def _converting_errors(path: str) -> Iterator[None]:
+    """Turn OS errors into localstore errors that name ``path``."""
+    try:
+        yield
+    except LocalStoreError:
+        raise
+    except PermissionError as exc:
+        raise StorePermissionError(f"permission denied for {path}: {exc}") from exc
+    except OSError as exc:
+        raise StoreIOError(exc.errno, f"{exc.strerror or exc} ({path})") from exc
