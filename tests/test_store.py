@@ -70,13 +70,14 @@ def test_clear_deletes_keys_and_store_document(service):
 def test_update_ttl_and_update_policy(store, service):
     store.set("k", 1)
 
-    assert store.update_ttl("k", 0.1).expires_at is not None
     assert store.update_policy("k", "evict").policy is KeyPolicy.EVICT
+    assert service.get_key("test_store", "k").policy is KeyPolicy.EVICT
     assert store.update_ttl("missing", 1) is None
     assert store.update_policy("missing", "evict") is None
+    expires_at = store.update_ttl("k", 0.1).expires_at
 
-    assert service.get_key("test_store", "k").policy is KeyPolicy.EVICT
-    time.sleep(0.2)
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    time.sleep(max(0.0, (expires_at - now).total_seconds()) + 0.05)
     assert not store.has("k")
 
 

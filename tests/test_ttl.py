@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import time
 
@@ -11,8 +12,14 @@ from localstore import ArgumentTypeError, InvalidArgumentError, KeyPolicy
 
 
 def _wait_past(doc):
-    """Sleep until the key's expiry has passed."""
-    time.sleep((doc.expires_at - doc.updated_at).total_seconds() + 0.05)
+    """Sleep until the key's expiry has passed, however long the calls took."""
+    _sleep_past(doc.expires_at)
+
+
+def _sleep_past(moment):
+    """Sleep until a naive UTC instant has passed."""
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    time.sleep(max(0.0, (moment - now).total_seconds()) + 0.05)
 
 
 @pytest.mark.parametrize(
@@ -51,15 +58,14 @@ def test_fractional_ttl_means_fractions_of_a_second(service):
 
     assert (doc.expires_at - doc.updated_at).total_seconds() == pytest.approx(0.5)
     assert service.get_key("s", "k") is not None
-    time.sleep(0.6)
+    _wait_past(doc)
     assert service.get_key("s", "k") is None
 
 
 def test_expired_key_is_absent_from_every_read(service):
     service.set_key("s", "live", 1)
-    doc = service.set_key("s", "old", {"x": 1}, ttl=0.2)
-    service.set_key("only_expired", "k", 1, ttl=0.2)
-    _wait_past(doc)
+    service.set_key("s", "old", {"x": 1}, ttl=0.2)
+    _wait_past(service.set_key("only_expired", "k", 1, ttl=0.2))
 
     assert service.get_key("s", "old") is None
     assert service.has_key("s", "old") is False
@@ -79,11 +85,10 @@ def test_expired_key_is_absent_from_every_read(service):
 
 
 def test_set_key_again_with_ttl_moves_expiry_forward(service):
-    first = service.set_key("s", "k", 1, ttl=0.4)
-    time.sleep(0.2)
+    first = service.set_key("s", "k", 1, ttl=0.5)
 
-    second = service.set_key("s", "k", 2, ttl=0.4)
-    time.sleep(0.3)
+    second = service.set_key("s", "k", 2, ttl=30)
+    _wait_past(first)
 
     assert second.expires_at > first.expires_at
     assert second.created_at == first.created_at
@@ -91,10 +96,10 @@ def test_set_key_again_with_ttl_moves_expiry_forward(service):
 
 
 def test_set_key_again_without_ttl_clears_expiry(service):
-    first = service.set_key("s", "k", 1, ttl=0.3)
+    first = service.set_key("s", "k", 1, ttl=1)
 
     second = service.set_key("s", "k", 2)
-    time.sleep(0.4)
+    _wait_past(first)
 
     assert second.expires_at is None
     assert second.policy is KeyPolicy.PERSIST
@@ -104,7 +109,7 @@ def test_set_key_again_without_ttl_clears_expiry(service):
 
 def test_writing_an_expired_key_is_a_fresh_insert(service):
     first = service.set_key("s", "k", 1, ttl=0.1)
-    time.sleep(0.2)
+    _wait_past(first)
 
     second = service.set_key("s", "k", 2)
 
@@ -113,8 +118,7 @@ def test_writing_an_expired_key_is_a_fresh_insert(service):
 
 
 def test_set_key_if_absent_replaces_an_expired_key(service):
-    service.set_key("s", "k", 1, ttl=0.1)
-    time.sleep(0.2)
+    _wait_past(service.set_key("s", "k", 1, ttl=0.1))
 
     assert service.set_key_if_absent("s", "k", 2) is True
 
@@ -122,10 +126,10 @@ def test_set_key_if_absent_replaces_an_expired_key(service):
 
 
 def test_update_ttl_none_keeps_key_forever(service):
-    service.set_key("s", "k", 1, ttl=0.2)
+    first = service.set_key("s", "k", 1, ttl=0.5)
 
     service.update_ttl("s", "k", None)
-    time.sleep(0.3)
+    _wait_past(first)
 
     assert service.get_key("s", "k").value == 1
 
@@ -133,8 +137,7 @@ def test_update_ttl_none_keeps_key_forever(service):
 def test_update_ttl_shortens_life_of_a_key(service):
     service.set_key("s", "k", 1)
 
-    service.update_ttl("s", "k", 0.1)
-    time.sleep(0.2)
+    _wait_past(service.update_ttl("s", "k", 0.1))
 
     assert not service.has_key("s", "k")
 
@@ -142,8 +145,7 @@ def test_update_ttl_shortens_life_of_a_key(service):
 def test_sweep_removes_expired_keys_for_good(service):
     service.set_key("s", "gone", 1, ttl=0.1)
     service.set_key("s", "kept", 1)
-    service.set_key("t", "gone", 1, ttl=0.1)
-    time.sleep(0.2)
+    _wait_past(service.set_key("t", "gone", 1, ttl=0.1))
 
     swept = service.sweep()
 
