@@ -87,8 +87,10 @@ def test_readme_opens_with_the_install_and_test_commands():
 def test_ci_runs_the_readme_test_command():
     ci = (REPO / ".ci" / "run").read_text()
 
+    readme_command = re.findall(r"```bash\n(.*?)```", README, re.S)[1]
+    pytest_args = readme_command.split("python3 -m pytest", 1)[1].strip()
     assert 'pip install -q -e ".[test]"' in ci
-    assert "python -m pytest" in ci
+    assert f"python -m pytest {pytest_args}".strip() in ci
 
 
 def _section(heading: str) -> str:
