@@ -21,6 +21,7 @@ import datetime as dt
 import json
 import math
 from collections.abc import Collection
+from itertools import chain
 from typing import Any
 
 from .errors import InvalidValueError
@@ -40,6 +41,14 @@ _FLOAT_NAMES = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 _SCALARS = (str, bool, int, float, type(None))
 _PLAIN = frozenset({str, bool, type(None)})
 _INT, _FLOAT, _STR = frozenset({int}), frozenset({float}), frozenset({str})
+_DICT = frozenset({dict})
+_SCALAR_TYPES = _PLAIN | {int, float}
+_RECORD_TYPES = _SCALAR_TYPES | {list}
+_IS_INT, _IS_FLOAT, _IS_LIST = (
+    int.__instancecheck__,
+    float.__instancecheck__,
+    list.__instancecheck__,
+)
 
 _dumps = json.JSONEncoder(
     ensure_ascii=False, allow_nan=False, check_circular=False, separators=(",", ":")
@@ -142,7 +151,9 @@ def _check_container(value: Any, where: str, depth: int, path: set[int]) -> bool
                 continue
             if _check(item, f"{where}[{key!r}]", depth + 1, path):
                 needs_tags = True
-    elif type(value) is not list or not _are_plain(value):
+    elif type(value) is not list or not (
+        _are_plain(value) or _are_plain_records(value, depth)
+    ):
         for index, item in enumerate(value):
             if _is_plain(item, depth + 1):
                 continue
@@ -177,7 +188,43 @@ def _are_plain(items: Collection[Any]) -> bool:
     return kinds == _FLOAT and math.isfinite(sum(items))
 
 
-def _has_str_keys(value: dict[Any, Any]) -> bool:
+def _are_plain_records(items: list[Any], depth: int) -> bool:
+    """Tell, mostly in C, whether every item is a flat dict _check passes untagged.
+
+    Flat: ``str`` keys without NUL, more than one of them (so none can read as a
+    tag), and values that are scalars or lists of scalars. A list of such
+    records is common, and checking them all at once is several times faster.
+    """
+    if depth + 2 >= MAX_DEPTH or set(map(type, items)) != _DICT:
+        return False
+    if 1 in set(map(len, items)) or not _has_str_keys(set().union(*items)):
+        return False
+    values = list(chain.from_iterable(map(dict.values, items)))
+    kinds = set(map(type, values))
+    if not kinds <= _RECORD_TYPES or not _are_plain_numbers(values, kinds):
+        return False
+    if list not in kinds:
+        return True
+    inner = list(chain.from_iterable(filter(_IS_LIST, values)))
+    kinds = set(map(type, inner))
+    return kinds <= _SCALAR_TYPES and _are_plain_numbers(inner, kinds)
+
+
+def _are_plain_numbers(values: list[Any], kinds: set[type]) -> bool:
+    """Tell whether the ints among ``values`` fit 64 bits and the floats are finite.
+
+    ``kinds`` are the exact types of ``values``, so ``filter`` with the C-level
+    tests ``_IS_INT`` and ``_IS_FLOAT`` picks every int (and bool, which is in
+    range) and float.
+    """
+    if int in kinds:
+        ints = list(filter(_IS_INT, values))
+        if min(ints) < _INT_MIN or max(ints) > _INT_MAX:
+            return False
+    return float not in kinds or math.isfinite(sum(filter(_IS_FLOAT, values)))
+
+
+def _has_str_keys(value: Collection[Any]) -> bool:
     """Tell, at C speed, whether every key is a ``str`` without NUL."""
     return set(map(type, value)) <= _STR and "\0" not in "".join(value)
 
