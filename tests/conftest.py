@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import multiprocessing
 import os
 from collections.abc import Callable, Iterator
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
@@ -151,3 +153,27 @@ def files_under(path: Path) -> dict[str, bytes]:
         for p in sorted(path.rglob("*"))
         if p.is_file() and not p.name.endswith(("-shm", ".lock"))
     }
+
+
+#: Children in multi-process tests are forked, so they inherit the test's state.
+FORK = multiprocessing.get_context("fork")
+
+Start = Callable[..., BaseProcess]
+
+
+@pytest.fixture
+def start() -> Iterator[Start]:
+    """Start forked children; kill and reap every one of them afterwards."""
+    started: list[BaseProcess] = []
+
+    def start_process(target: Callable[..., None], *args: Any) -> BaseProcess:
+        process = FORK.Process(target=target, args=args, daemon=True)
+        process.start()
+        started.append(process)
+        return process
+
+    yield start_process
+    for process in started:
+        if process.is_alive():
+            process.kill()
+        process.join(10)

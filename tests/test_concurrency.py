@@ -8,7 +8,6 @@ reaped when its test ends, passed or not.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import random
 import resource
@@ -17,7 +16,7 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
@@ -26,27 +25,7 @@ import pytest
 
 from localstore import ExecutionStoreService, StoreExistsError, _sqlite
 
-FORK = multiprocessing.get_context("fork")
-
-Start = Callable[..., BaseProcess]
-
-
-@pytest.fixture
-def start() -> Iterator[Start]:
-    """Start forked children; kill and reap every one of them afterwards."""
-    started: list[BaseProcess] = []
-
-    def start_process(target: Callable[..., None], *args: Any) -> BaseProcess:
-        process = FORK.Process(target=target, args=args, daemon=True)
-        process.start()
-        started.append(process)
-        return process
-
-    yield start_process
-    for process in started:
-        if process.is_alive():
-            process.kill()
-        process.join(10)
+from .conftest import FORK, Start
 
 
 def wait_all(processes: list[BaseProcess], timeout: float) -> list[int | None]:

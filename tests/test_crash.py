@@ -11,14 +11,12 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import hashlib
-import multiprocessing
 import os
 import random
 import resource
 import signal
 import time
-from collections.abc import Callable, Iterator
-from multiprocessing.process import BaseProcess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,27 +25,7 @@ from filelock import FileLock
 
 from localstore import ExecutionStoreService, LockTimeoutError
 
-FORK = multiprocessing.get_context("fork")
-
-Start = Callable[..., BaseProcess]
-
-
-@pytest.fixture
-def start() -> Iterator[Start]:
-    """Start forked children; kill and reap every one of them afterwards."""
-    started: list[BaseProcess] = []
-
-    def start_process(target: Callable[..., None], *args: Any) -> BaseProcess:
-        process = FORK.Process(target=target, args=args, daemon=True)
-        process.start()
-        started.append(process)
-        return process
-
-    yield start_process
-    for process in started:
-        if process.is_alive():
-            process.kill()
-        process.join(10)
+from .conftest import FORK, Start
 
 
 def whole_value(n: int) -> dict[str, Any]:

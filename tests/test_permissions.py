@@ -6,7 +6,6 @@ in a forked child that first becomes the unprivileged user ``nobody``.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import shutil
 import stat
@@ -14,7 +13,6 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
@@ -26,28 +24,9 @@ from localstore import (
     StorePermissionError,
 )
 
-FORK = multiprocessing.get_context("fork")
+from .conftest import FORK, Start
+
 NOBODY = 65534
-
-Start = Callable[..., BaseProcess]
-
-
-@pytest.fixture
-def start() -> Iterator[Start]:
-    """Start forked children; kill and reap every one of them afterwards."""
-    started: list[BaseProcess] = []
-
-    def start_process(target: Callable[..., None], *args: Any) -> BaseProcess:
-        process = FORK.Process(target=target, args=args, daemon=True)
-        process.start()
-        started.append(process)
-        return process
-
-    yield start_process
-    for process in started:
-        if process.is_alive():
-            process.kill()
-        process.join(10)
 
 
 @pytest.fixture
