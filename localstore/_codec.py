@@ -22,6 +22,7 @@ import json
 import math
 from collections.abc import Collection
 from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 from .errors import InvalidValueError
@@ -41,7 +42,7 @@ _FLOAT_NAMES = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 _SCALARS = (str, bool, int, float, type(None))
 _PLAIN = frozenset({str, bool, type(None)})
 _INT, _FLOAT, _STR = frozenset({int}), frozenset({float}), frozenset({str})
-_DICT = frozenset({dict})
+_DICT, _LIST, _INT_BOOL = frozenset({dict}), frozenset({list}), frozenset({int, bool})
 _SCALAR_TYPES = _PLAIN | {int, float}
 _RECORD_TYPES = _SCALAR_TYPES | {list}
 _IS_INT, _IS_FLOAT, _IS_LIST = (
@@ -197,8 +198,11 @@ def _are_plain_records(items: list[Any], depth: int) -> bool:
     """
     if depth + 2 >= MAX_DEPTH or set(map(type, items)) != _DICT:
         return False
-    if 1 in set(map(len, items)) or not _has_str_keys(set().union(*items)):
+    lengths, keys = set(map(len, items)), set().union(*items)
+    if 1 in lengths or not _has_str_keys(keys):
         return False
+    if lengths == {len(keys)}:  # every record has the same keys: check by column
+        return all(_is_plain_column(list(map(itemgetter(key), items))) for key in keys)
     values = list(chain.from_iterable(map(dict.values, items)))
     kinds = set(map(type, values))
     if not kinds <= _RECORD_TYPES or not _are_plain_numbers(values, kinds):
@@ -210,6 +214,15 @@ def _are_plain_records(items: list[Any], depth: int) -> bool:
     return kinds <= _SCALAR_TYPES and _are_plain_numbers(inner, kinds)
 
 
+def _is_plain_column(values: list[Any]) -> bool:
+    """Tell whether values are scalars, or lists of scalars, _check passes untagged."""
+    kinds = set(map(type, values))
+    if kinds == _LIST:
+        values = list(chain.from_iterable(values))
+        kinds = set(map(type, values))
+    return kinds <= _SCALAR_TYPES and _are_plain_numbers(values, kinds)
+
+
 def _are_plain_numbers(values: list[Any], kinds: set[type]) -> bool:
     """Tell whether the ints among ``values`` fit 64 bits and the floats are finite.
 
@@ -218,10 +231,12 @@ def _are_plain_numbers(values: list[Any], kinds: set[type]) -> bool:
     range) and float.
     """
     if int in kinds:
-        ints = list(filter(_IS_INT, values))
+        ints = values if kinds <= _INT_BOOL else list(filter(_IS_INT, values))
         if min(ints) < _INT_MIN or max(ints) > _INT_MAX:
             return False
-    return float not in kinds or math.isfinite(sum(filter(_IS_FLOAT, values)))
+    if float not in kinds:
+        return True
+    return math.isfinite(sum(values if kinds == _FLOAT else filter(_IS_FLOAT, values)))
 
 
 def _has_str_keys(value: Collection[Any]) -> bool:
