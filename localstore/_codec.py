@@ -25,7 +25,7 @@ from itertools import chain
 from operator import itemgetter
 from typing import Any
 
-from .errors import InvalidValueError
+from .errors import CorruptStoreError, InvalidValueError
 
 __all__ = ["MAX_DEPTH", "MAX_ENCODED_SIZE", "decode", "encode", "normalize"]
 
@@ -81,10 +81,22 @@ def encode(value: Any) -> str:
 
 
 def decode(text: str) -> Any:
-    """Return the value that :func:`encode` turned into ``text``."""
-    if '"$' not in text:
-        return json.loads(text)
-    return json.loads(text, object_hook=_untag)
+    """Return the value that :func:`encode` turned into ``text``.
+
+    :raises CorruptStoreError: for text that :func:`encode` cannot have written
+        (a file edited by hand, say): not strict JSON, or a malformed tag.
+    """
+    try:
+        if '"$' not in text:
+            return json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text, object_hook=_untag, parse_constant=_reject_constant)
+    except (ValueError, TypeError, KeyError) as exc:  # binascii.Error is a ValueError
+        raise CorruptStoreError(f"a stored value is damaged: {exc}") from exc
+
+
+def _reject_constant(name: str) -> Any:
+    """Refuse the non-standard JSON constants NaN and Infinity (tags carry them)."""
+    raise ValueError(f"{name} is not strict JSON")
 
 
 def normalize(value: Any) -> Any:
@@ -286,8 +298,12 @@ def _untag(obj: dict[str, Any]) -> Any:
         return _FLOAT_NAMES[payload]
     if tag == "$dict":
         return dict(payload)
-    from bson import ObjectId  # only stores written with bson installed hold these
-
+    try:
+        from bson import ObjectId  # only stores written with bson installed hold these
+    except ImportError as exc:
+        raise ValueError(
+            "the value holds an ObjectId, which needs bson: pip install pymongo"
+        ) from exc
     return ObjectId(payload)
 
 

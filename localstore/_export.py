@@ -17,7 +17,7 @@ from . import _codec
 from ._backend import KeyRecord, StoreRecord
 from ._documents import STORE_KEY, to_datetime, to_micros
 from ._validate import check_dataset_id, check_key, check_name, check_policy
-from .errors import InvalidArgumentError, LocalStoreError
+from .errors import CorruptStoreError, InvalidArgumentError, LocalStoreError
 
 __all__ = [
     "FIELDS",
@@ -108,12 +108,8 @@ def decode_value(text: str) -> Any:
     """Decode JSON text in the codec's tagged form, or raise :class:`ValueError`."""
     try:
         return _codec.decode(text)
-    except ValueError:
-        raise
-    # A malformed tag fails in the decoder it names (base64, a float name, bson's
-    # ObjectId, ...), each with its own exception type; all mean bad input here.
-    except Exception as exc:
-        raise ValueError(f"a tagged value is malformed: {exc!r}") from exc
+    except CorruptStoreError as exc:  # the codec's word for text it cannot read
+        raise ValueError(f"a tagged value is malformed: {exc}") from exc
 
 
 def iso(micros: int | None) -> str | None:

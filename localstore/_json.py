@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import threading
 import time
 import uuid
@@ -279,6 +280,7 @@ def _write_atomically(path: str, data: bytes) -> None:
     beside it); after, the new one. The directory is not fsynced, so after a
     power cut the store may be one write behind, never half written.
     """
+    _remove_abandoned_temporaries(path)
     temporary = f"{path}.{uuid.uuid4().hex}.tmp"
     descriptor = os.open(
         temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600
@@ -293,6 +295,20 @@ def _write_atomically(path: str, data: bytes) -> None:
         if os.path.lexists(temporary):
             os.unlink(temporary)
         raise
+
+
+def _remove_abandoned_temporaries(path: str) -> None:
+    """Delete temporary files that killed writers of this store left behind.
+
+    Only writers holding the store's lock make them, and the caller holds it,
+    so every one found is abandoned. (A listing costs little beside the fsync.)
+    """
+    directory, name = os.path.split(path)
+    pattern = re.compile(re.escape(name) + r"\.[0-9a-f]{32}\.tmp\Z")
+    for entry in os.listdir(directory):
+        if pattern.match(entry):
+            os.unlink(os.path.join(directory, entry))
+            logger.debug("removed abandoned temporary file %s", entry)
 
 
 def _read_name(path: str) -> str | None:

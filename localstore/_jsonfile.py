@@ -38,7 +38,7 @@ import re
 from typing import Any
 
 from ._backend import StoreRecord
-from ._documents import to_datetime, to_micros
+from ._documents import STORE_KEY, to_datetime, to_micros
 from ._state import Entry, StoreState
 from .errors import CorruptStoreError
 
@@ -110,7 +110,7 @@ def parse(raw: bytes, path: str, context: str | None, store: str) -> FileState:
         JSON that is not the file of this store.
     """
     try:
-        tree = json.loads(raw)
+        tree = json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
         raise CorruptStoreError(
             f"{path} is not valid JSON ({exc}); it was left as it is", path
@@ -123,6 +123,11 @@ def parse(raw: bytes, path: str, context: str | None, store: str) -> FileState:
             "as it is",
             path,
         ) from exc
+
+
+def _reject_constant(name: str) -> Any:
+    """Refuse NaN and Infinity, which strict JSON lacks (values carry them as tags)."""
+    raise ValueError(f"{name} is not strict JSON")
 
 
 def render(state: FileState, context: str | None, store: str) -> bytes:
@@ -171,6 +176,8 @@ def _state_from_json(tree: Any, context: str | None, store: str) -> FileState:
     keys = tree.get("keys")
     if not isinstance(keys, dict):
         raise _ShapeError('"keys" is not an object')
+    if STORE_KEY in keys:
+        raise _ShapeError(f'"keys" holds the reserved key {STORE_KEY!r}')
     entries = {key: _entry_from_json(raw, key) for key, raw in keys.items()}
     return FileState(_document_from_json(tree.get("store")), entries, revision)
 

@@ -68,9 +68,10 @@ class StoreIOError(LocalStoreError, OSError):
 class CorruptStoreError(LocalStoreError):
     """A store file exists but is not a store localstore can read.
 
-    The file is left as it is, never reset; ``path`` names it.
+    The file is left as it is, never reset; ``path`` names it, or is ``None``
+    when the damage was found in a value after its file was read.
     """
 
-    def __init__(self, message: str, path: str) -> None:
+    def __init__(self, message: str, path: str | None = None) -> None:
         super().__init__(message)
         self.path = path

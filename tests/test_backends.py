@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 from filelock import FileLock
@@ -551,3 +552,74 @@ def test_memory_stores_are_gone_in_another_process(root):
         service = ExecutionStoreService(root={str(root)!r}, backend="memory")
         assert service.list_stores() == [], service.list_stores()
     """)
+
+
+def _json_store(tmp_path: Path) -> tuple[ExecutionStoreService, Path]:
+    service = ExecutionStoreService(root=tmp_path, backend="json")
+    service.set_key("p", "k", 1)
+    service.set_key("other", "k", 2)
+    return service, Path(service.repo.store_path(None, "p"))
+
+
+@pytest.mark.parametrize(
+    ("find", "replace"),
+    [
+        ('"value": 1', '"value": NaN'),
+        ('"value": 1', '"value": {"$bytes": "!!"}'),
+        ('"value": 1', '"value": {"$date": "yesterday"}'),
+        ('"k":', '"__store__":'),
+    ],
+)
+def test_hand_damaged_json_value_raises_corrupt_store_error(tmp_path, find, replace):
+    service, path = _json_store(tmp_path)
+    text = path.read_text()
+    assert find in text
+    path.write_text(text.replace(find, replace, 1))
+    damaged = path.read_bytes()
+
+    with pytest.raises(CorruptStoreError):
+        service.get_key("p", "k")
+
+    assert service.get_key("other", "k").value == 2
+    assert path.read_bytes() == damaged
+
+
+@pytest.mark.parametrize("replace", ['"value": NaN', '"value": Infinity'])
+def test_json_file_with_non_strict_json_is_not_rewritten(tmp_path, replace):
+    service, path = _json_store(tmp_path)
+    path.write_text(path.read_text().replace('"value": 1', replace, 1))
+    damaged = path.read_bytes()
+
+    with pytest.raises(CorruptStoreError, match="strict JSON"):
+        service.set_key("p", "k2", 1)
+
+    assert service.list_stores() == ["other"]
+    assert path.read_bytes() == damaged
+
+
+def test_json_writer_removes_temporary_files_of_killed_writers(tmp_path):
+    service, path = _json_store(tmp_path)
+    abandoned = Path(f"{path}.{'0' * 32}.tmp")
+    abandoned.write_bytes(b"{half a file")
+    unrelated = path.parent / "notes.tmp"
+    unrelated.write_text("mine")
+
+    service.set_key("p", "k", 3)
+
+    assert not abandoned.exists()
+    assert unrelated.read_text() == "mine"
+    assert service.get_key("p", "k").value == 3
+
+
+def test_sqlite_creation_removes_temporary_files_of_killed_creators(tmp_path):
+    service = ExecutionStoreService(root=tmp_path)
+    service.set_key("first", "k", 1)
+    directory = Path(service.repo.context_dir(None))
+    abandoned = [directory / f"s.sqlite.{'a' * 32}.tmp{end}" for end in ("", "-wal")]
+    for file in abandoned:
+        file.write_bytes(b"half")
+
+    service.set_key("second", "k", 2)
+
+    assert not any(file.exists() for file in abandoned)
+    assert service.get_key("first", "k").value == 1

@@ -120,8 +120,16 @@ def test_set_then_get_prints_the_value_as_tagged_json(root):
     }
 
 
+def test_set_rejects_json_that_is_not_strict(root):
+    result = run(root, "set", "s", "k", "[NaN]")
+
+    assert result.returncode == 2
+    assert "NaN is not strict JSON" in result.stderr
+    assert run(root, "get", "s", "k").returncode == 1
+
+
 def test_set_with_dash_reads_the_value_from_stdin(root):
-    ok(root, "set", "s", "k", "-", stdin='["from", "stdin", NaN]')
+    ok(root, "set", "s", "k", "-", stdin='["from", "stdin", {"$float": "NaN"}]')
 
     assert ok(root, "get", "s", "k") == '["from","stdin",{"$float":"NaN"}]\n'
 
