@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from typing import BinaryIO
 
 from ._jsonfile import FileState, parse, read_names, read_revision, render
-from ._paths import GLOBAL_CONTEXT_DIR, decode_name, encode_name
+from ._layout import FileLayout, list_directory
 from ._state import StateBackend
 from .errors import (
     CorruptStoreError,
@@ -88,18 +88,17 @@ class JSONBackend(StateBackend):
 
     def __init__(self, root: str, collection: str, *, timeout: float = 10.0) -> None:
         super().__init__(root, collection, timeout=timeout)
-        self._collection_dir = os.path.join(root, encode_name(collection))
+        self._layout = FileLayout(root, collection, SUFFIX, _read_info)
 
     # Paths -----------------------------------------------------------------------
 
     def context_dir(self, context: str | None) -> str:
         """Return the directory that holds the stores of ``context``."""
-        name = GLOBAL_CONTEXT_DIR if context is None else encode_name(context)
-        return os.path.join(self._collection_dir, name)
+        return self._layout.context_dir(context)
 
     def store_path(self, context: str | None, store: str) -> str:
         """Return the file that holds ``store`` of ``context``."""
-        return os.path.join(self.context_dir(context), encode_name(store) + SUFFIX)
+        return self._layout.store_path(context, store)
 
     # Reading and writing whole stores ------------------------------------------------
 
@@ -171,39 +170,11 @@ class JSONBackend(StateBackend):
 
     def _store_names(self, context: str | None) -> list[str]:
         """Return the names of every store file of a context."""
-        directory = self.context_dir(context)
-        try:
-            entries = os.listdir(directory)
-        except FileNotFoundError:
-            return []
-        names = []
-        for entry in entries:
-            if not entry.endswith(SUFFIX):
-                continue
-            name = decode_name(entry[: -len(SUFFIX)])
-            if name is None:
-                name = _read_name(os.path.join(directory, entry))
-            if name is not None:
-                names.append(name)
-        return names
+        return self._layout.store_names(context)
 
     def list_contexts(self) -> list[str | None]:
         """Return every context with a directory under the collection."""
-        try:
-            entries = os.listdir(self._collection_dir)
-        except FileNotFoundError:
-            return []
-        contexts: list[str | None] = []
-        for entry in sorted(entries):
-            if entry == GLOBAL_CONTEXT_DIR:
-                contexts.insert(0, None)
-            else:
-                name = decode_name(entry)
-                if name is None and "~" in entry:
-                    name = _read_context(os.path.join(self._collection_dir, entry))
-                if name is not None:
-                    contexts.append(name)
-        return contexts
+        return self._layout.contexts()
 
     def change_marker(self, context: str | None, store: str) -> object:
         """Return the file's identity, time, size and revision; ``None`` without one.
@@ -305,31 +276,10 @@ def _remove_abandoned_temporaries(path: str) -> None:
     """
     directory, name = os.path.split(path)
     pattern = re.compile(re.escape(name) + r"\.[0-9a-f]{32}\.tmp\Z")
-    for entry in os.listdir(directory):
+    for entry in list_directory(directory):
         if pattern.match(entry):
             os.unlink(os.path.join(directory, entry))
             logger.debug("removed abandoned temporary file %s", entry)
-
-
-def _read_name(path: str) -> str | None:
-    """Read the exact store name recorded inside a file with a hashed name."""
-    info = _read_info(path)
-    if info is None or encode_name(info[0]) + SUFFIX != os.path.basename(path):
-        logger.warning("skipping %s: its recorded name does not match", path)
-        return None
-    return info[0]
-
-
-def _read_context(directory: str) -> str | None:
-    """Read the exact dataset id of a context directory with a hashed name."""
-    wanted = os.path.basename(directory)
-    for entry in sorted(os.listdir(directory)):
-        if not entry.endswith(SUFFIX):
-            continue
-        info = _read_info(os.path.join(directory, entry))
-        if info is not None and info[1] is not None and encode_name(info[1]) == wanted:
-            return info[1]
-    return None
 
 
 def _read_info(path: str) -> tuple[str, str | None] | None:

@@ -32,7 +32,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from ._backend import Backend, KeyRecord, StoreRecord, catch_up
-from ._paths import GLOBAL_CONTEXT_DIR, decode_name, encode_name
+from ._layout import FileLayout, list_directory
 from .errors import (
     CorruptStoreError,
     LocalStoreError,
@@ -54,9 +54,6 @@ APPLICATION_ID = 0x4C53544F  # "LSTO"
 
 #: How many store files one process keeps open at most (each holds 3 descriptors).
 MAX_OPEN_FILES = 64
-
-#: How many store paths one backend remembers rather than encodes anew.
-_MAX_REMEMBERED_PATHS = 4096
 
 #: Expired rows a write removes on its way, so no single write pays for many.
 _PURGE_BATCH = 64
@@ -335,25 +332,17 @@ class SQLiteBackend(Backend):
                 f"{sqlite3.sqlite_version} (use backend='json' or a newer Python)"
             )
         super().__init__(root, collection, timeout=timeout)
-        self._collection_dir = os.path.join(root, encode_name(collection))
-        self._paths: dict[tuple[str | None, str], str] = {}
+        self._layout = FileLayout(root, collection, SUFFIX, self._read_info)
 
     # Paths -----------------------------------------------------------------------
 
     def context_dir(self, context: str | None) -> str:
         """Return the directory that holds the stores of ``context``."""
-        name = GLOBAL_CONTEXT_DIR if context is None else encode_name(context)
-        return os.path.join(self._collection_dir, name)
+        return self._layout.context_dir(context)
 
     def store_path(self, context: str | None, store: str) -> str:
         """Return the file that holds ``store`` of ``context``."""
-        # Remembered: every call needs it, and encoding names takes microseconds.
-        path = self._paths.get((context, store))
-        if path is None:
-            path = os.path.join(self.context_dir(context), encode_name(store) + SUFFIX)
-            if len(self._paths) < _MAX_REMEMBERED_PATHS:
-                self._paths[(context, store)] = path
-        return path
+        return self._layout.store_path(context, store)
 
     # Connections -----------------------------------------------------------------
 
@@ -436,7 +425,6 @@ class SQLiteBackend(Backend):
         (see :func:`_is_readable_as_it_stands`).
         """
         _refuse_links(path, stat)
-
         conn, read_only = self._connect_file(_uri(path, "rw")), False
         try:
             try:
@@ -804,7 +792,7 @@ class SQLiteBackend(Backend):
         file does not hide the other stores; calls naming it still raise.
         """
         names = []
-        for store in self._stores_on_disk(context):
+        for store in self._layout.store_names(context):
             try:
                 exists = self._exists(context, store, now)
             except CorruptStoreError as exc:
@@ -822,32 +810,6 @@ class SQLiteBackend(Backend):
             row = conn.execute(STORE_EXISTS, {"now": now}).fetchone()
         return bool(row[0])
 
-    def _stores_on_disk(self, context: str | None) -> list[str]:
-        """Return the names of every store file of a context, live or empty."""
-        directory = self.context_dir(context)
-        try:
-            entries = os.listdir(directory)
-        except FileNotFoundError:
-            return []
-        names = []
-        for entry in entries:
-            if not entry.endswith(SUFFIX):
-                continue
-            name = decode_name(entry[: -len(SUFFIX)])
-            if name is None:
-                name = self._read_name(os.path.join(directory, entry))
-            if name is not None:
-                names.append(name)
-        return names
-
-    def _read_name(self, path: str) -> str | None:
-        """Read the exact store name recorded inside a file with a hashed name."""
-        info = self._read_info(path)
-        if info is None or encode_name(info[0]) + SUFFIX != os.path.basename(path):
-            logger.warning("skipping %s: its recorded name does not match", path)
-            return None
-        return info[0]
-
     def _read_info(self, path: str) -> tuple[str, str | None] | None:
         """Read the store name and dataset id recorded inside a store file."""
         try:
@@ -861,39 +823,15 @@ class SQLiteBackend(Backend):
             return None
         return None if row is None else (str(row[0]), row[1])
 
-    def _read_context(self, directory: str) -> str | None:
-        """Read the exact dataset id of a context directory with a hashed name."""
-        for entry in sorted(os.listdir(directory)):
-            if entry.endswith(SUFFIX):
-                info = self._read_info(os.path.join(directory, entry))
-                if info is not None and info[1] is not None:
-                    if encode_name(info[1]) == os.path.basename(directory):
-                        return info[1]
-        return None
-
     def list_contexts(self) -> list[str | None]:
         """Return every context with a directory under the collection."""
-        try:
-            entries = os.listdir(self._collection_dir)
-        except FileNotFoundError:
-            return []
-        contexts: list[str | None] = []
-        for entry in sorted(entries):
-            if entry == GLOBAL_CONTEXT_DIR:
-                contexts.insert(0, None)
-            else:
-                name = decode_name(entry)
-                if name is None and "~" in entry:
-                    name = self._read_context(os.path.join(self._collection_dir, entry))
-                if name is not None:
-                    contexts.append(name)
-        return contexts
+        return self._layout.contexts()
 
     def sweep(self, now: int) -> dict[tuple[str | None, str], int]:
         """Delete expired keys for good in every context of the collection."""
         counts: dict[tuple[str | None, str], int] = {}
         for context in self.list_contexts():
-            for store in self._stores_on_disk(context):
+            for store in self._layout.store_names(context):
                 try:
                     deleted = self._sweep_store(context, store, now)
                 except CorruptStoreError as exc:
@@ -975,7 +913,7 @@ class SQLiteBackend(Backend):
 
     def close(self) -> None:
         """Close the connections to this backend's files that no call is using."""
-        prefix = self._collection_dir + os.sep
+        prefix = self._layout.collection_dir + os.sep
         with _pool.lock:
             mine = [path for path in _pool.handles if path.startswith(prefix)]
             handles = [_pool.handles.pop(path) for path in mine]
@@ -1073,7 +1011,7 @@ def _remove_abandoned_temporaries(directory: str) -> None:
     Only called under the context's creation lock, and only creators under that
     lock make such files, so every one found is abandoned.
     """
-    for entry in os.listdir(directory):
+    for entry in list_directory(directory):
         if _TEMPORARY.search(entry):
             os.unlink(os.path.join(directory, entry))  # a planted link: only it goes
             logger.debug("removed abandoned temporary file %s in %s", entry, directory)

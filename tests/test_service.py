@@ -14,6 +14,7 @@ from localstore import (
     InvalidArgumentError,
     KeyDocument,
     KeyPolicy,
+    LocalStoreError,
     StoreDocument,
     StoreExistsError,
 )
@@ -522,3 +523,19 @@ def test_deleted_store_gives_its_space_back(make_service, backend):
 
     sizes = [p.stat().st_size for p in Path(service.root).rglob("big.*")]
     assert all(size < 200_000 for size in sizes)
+
+
+def test_a_root_that_is_a_file_raises_a_localstore_error(tmp_path, file_backend):
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_text("x")
+    service = ExecutionStoreService(root=not_a_directory, backend=file_backend)
+
+    for call in (
+        service.list_stores,
+        service.list_stores_global,
+        service.sweep,
+        lambda: service.set_key("s", "k", 1),
+    ):
+        with pytest.raises(LocalStoreError):
+            call()
+    assert not_a_directory.read_text() == "x"

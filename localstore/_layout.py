@@ -1,0 +1,127 @@
+"""Where a file backend keeps its stores, and how it finds them again.
+
+``<root>/<collection>/<context>/<store><suffix>``: one directory per context
+(:data:`~localstore._paths.GLOBAL_CONTEXT_DIR` for the global one), one file per
+store, every name encoded by :func:`~localstore._paths.encode_name`. A name too
+long to encode whole is read back from inside its file, through the backend's
+``read_info``.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from collections.abc import Callable
+
+from ._paths import GLOBAL_CONTEXT_DIR, decode_name, encode_name
+from .errors import StoreIOError, StorePermissionError
+
+__all__ = ["FileLayout", "list_directory"]
+
+logger = logging.getLogger(__name__)
+
+#: Reads the store name and dataset id recorded inside a store file, or ``None``.
+ReadInfo = Callable[[str], "tuple[str, str | None] | None"]
+
+# Paths are remembered per (context, store): every call needs one, and encoding
+# names takes microseconds. Bounded, so that a process touching millions of
+# stores does not grow without end.
+_MAX_REMEMBERED_PATHS = 4096
+
+
+class FileLayout:
+    """Maps the contexts and stores of one collection to paths, and back."""
+
+    def __init__(
+        self, root: str, collection: str, suffix: str, read_info: ReadInfo
+    ) -> None:
+        self.collection_dir = os.path.join(root, encode_name(collection))
+        self.suffix = suffix
+        self._read_info = read_info
+        self._paths: dict[tuple[str | None, str], str] = {}
+
+    def context_dir(self, context: str | None) -> str:
+        """Return the directory that holds the stores of ``context``."""
+        name = GLOBAL_CONTEXT_DIR if context is None else encode_name(context)
+        return os.path.join(self.collection_dir, name)
+
+    def store_path(self, context: str | None, store: str) -> str:
+        """Return the file that holds ``store`` of ``context``."""
+        path = self._paths.get((context, store))
+        if path is None:
+            path = os.path.join(
+                self.context_dir(context), encode_name(store) + self.suffix
+            )
+            if len(self._paths) < _MAX_REMEMBERED_PATHS:
+                self._paths[(context, store)] = path
+        return path
+
+    def store_names(self, context: str | None) -> list[str]:
+        """Return the name of every store file of a context, live or not."""
+        directory = self.context_dir(context)
+        names = []
+        for entry in list_directory(directory):
+            if not entry.endswith(self.suffix):
+                continue
+            name = decode_name(entry[: -len(self.suffix)])
+            if name is None:
+                name = self._read_name(os.path.join(directory, entry))
+            if name is not None:
+                names.append(name)
+        return names
+
+    def contexts(self) -> list[str | None]:
+        """Return every context with a directory; ``None`` (global) first."""
+        contexts: list[str | None] = []
+        for entry in sorted(list_directory(self.collection_dir)):
+            if entry == GLOBAL_CONTEXT_DIR:
+                contexts.insert(0, None)
+                continue
+            name = decode_name(entry)
+            if name is None and "~" in entry:
+                name = self._read_context(os.path.join(self.collection_dir, entry))
+            if name is not None:
+                contexts.append(name)
+        return contexts
+
+    def _read_name(self, path: str) -> str | None:
+        """Read the exact store name recorded inside a file with a hashed name."""
+        info = self._read_info(path)
+        if info is None or encode_name(info[0]) + self.suffix != os.path.basename(path):
+            logger.warning("skipping %s: its recorded name does not match", path)
+            return None
+        return info[0]
+
+    def _read_context(self, directory: str) -> str | None:
+        """Read the exact dataset id of a context directory with a hashed name."""
+        wanted = os.path.basename(directory)
+        for entry in sorted(list_directory(directory)):
+            if not entry.endswith(self.suffix):
+                continue
+            info = self._read_info(os.path.join(directory, entry))
+            if (
+                info is not None
+                and info[1] is not None
+                and encode_name(info[1]) == wanted
+            ):
+                return info[1]
+        return None
+
+
+def list_directory(path: str) -> list[str]:
+    """Return the entries of a directory; ``[]`` when it does not exist.
+
+    :raises StoreIOError: when ``path`` is a file (a root that names a file).
+    :raises StorePermissionError: when the directory may not be read.
+    """
+    try:
+        return os.listdir(path)
+    except FileNotFoundError:
+        return []
+    except NotADirectoryError as exc:
+        raise StoreIOError(
+            errno.ENOTDIR, f"{path} is not a directory (is the root a file?)"
+        ) from exc
+    except PermissionError as exc:
+        raise StorePermissionError(f"permission denied listing {path}") from exc
