@@ -186,7 +186,9 @@ class Backend(abc.ABC):
         """
 
     @abc.abstractmethod
-    def get_store(self, context: str | None, store: str, now: int) -> StoreRecord | None:
+    def get_store(
+        self, context: str | None, store: str, now: int
+    ) -> StoreRecord | None:
         """Return the store's document, one made up for a key-only store, or ``None``.
 
         A made-up document has ``has_document`` false, no metadata and the

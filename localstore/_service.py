@@ -127,7 +127,11 @@ class ExecutionStoreService:
         self._context = check_dataset_id(dataset_id)
         if repo is None:
             repo = open_backend(
-                backend, root, collection_name, timeout=timeout, uri=uri,
+                backend,
+                root,
+                collection_name,
+                timeout=timeout,
+                uri=uri,
                 database=database,
             )
         elif not isinstance(repo, Backend):
@@ -201,7 +205,9 @@ class ExecutionStoreService:
             )
         policy = check_policy(policy)
         text = None if metadata is None else _codec.encode(metadata)
-        record = self._repo.create_store(self._context, store, text, policy, now_micros())
+        record = self._repo.create_store(
+            self._context, store, text, policy, now_micros()
+        )
         return self._store_doc(store, record, self._context)
 
     def get_store(self, store_name: str) -> StoreDocument | None:
@@ -300,7 +306,9 @@ class ExecutionStoreService:
 
         :returns: whether this call set the key.
         """
-        store, key, policy = check_name(store_name), check_key(key), check_policy(policy)
+        store = check_name(store_name)
+        key = check_key(key)
+        policy = check_policy(policy)
         wanted = _codec.normalize(expected)
         text = _codec.encode(value)
         now = now_micros()
@@ -331,7 +339,9 @@ class ExecutionStoreService:
         :param items: a mapping of key to value, or ``(key, value)`` pairs.
         """
         store, policy = check_name(store_name), check_policy(policy)
-        encoded = [(check_key(key), _codec.encode(value)) for key, value in _pairs(items)]
+        encoded = [
+            (check_key(key), _codec.encode(value)) for key, value in _pairs(items)
+        ]
         now = now_micros()
         expires_at = expiry(ttl, now)
         if expires_at is not None:
@@ -381,19 +391,33 @@ class ExecutionStoreService:
         now = now_micros()
         expires_at = expiry(new_ttl, now, "new_ttl")
         record = self._repo.update_key(
-            self._context, store, key, now, expires_at=expires_at, policy=None,
+            self._context,
+            store,
+            key,
+            now,
+            expires_at=expires_at,
+            policy=None,
             set_expiry=True,
         )
         return None if record is None else self._key_doc(store, record)
 
-    def update_policy(self, store_name: str, key: str, policy: str) -> KeyDocument | None:
+    def update_policy(
+        self, store_name: str, key: str, policy: str
+    ) -> KeyDocument | None:
         """Change a live key's policy to ``"persist"`` or ``"evict"``.
 
         :returns: the updated key, or ``None`` if it is missing or expired.
         """
-        store, key, policy = check_name(store_name), check_key(key), check_policy(policy)
+        store = check_name(store_name)
+        key = check_key(key)
+        policy = check_policy(policy)
         record = self._repo.update_key(
-            self._context, store, key, now_micros(), expires_at=None, policy=policy,
+            self._context,
+            store,
+            key,
+            now_micros(),
+            expires_at=None,
+            policy=policy,
             set_expiry=False,
         )
         return None if record is None else self._key_doc(store, record)
@@ -533,7 +557,7 @@ class ExecutionStoreService:
                 _tell_subscribers(self._repo, context, store)
         return deleted
 
-    # Helpers -----------------------------------------------------------------------------
+    # Helpers ---------------------------------------------------------------------
 
     def _set_key(
         self, store_name: str, key: str, value: Any, ttl: float | None, policy: str
@@ -555,14 +579,22 @@ class ExecutionStoreService:
         only_if_absent: bool,
     ) -> KeyRecord | None:
         """Validate, encode and write one key."""
-        store, key, policy = check_name(store_name), check_key(key), check_policy(policy)
+        store = check_name(store_name)
+        key = check_key(key)
+        policy = check_policy(policy)
         text = _codec.encode(value)
         now = now_micros()
         expires_at = expiry(ttl, now)
         if expires_at is not None:
             policy = "evict"
         return self._repo.set_key(
-            self._context, store, key, text, expires_at, policy, now,
+            self._context,
+            store,
+            key,
+            text,
+            expires_at,
+            policy,
+            now,
             only_if_absent=only_if_absent,
         )
 
@@ -580,7 +612,9 @@ class ExecutionStoreService:
         )
 
     @staticmethod
-    def _store_doc(store: str, record: StoreRecord, context: str | None) -> StoreDocument:
+    def _store_doc(
+        store: str, record: StoreRecord, context: str | None
+    ) -> StoreDocument:
         """Turn a backend store record into a :class:`StoreDocument`."""
         return StoreDocument(
             store_name=store,

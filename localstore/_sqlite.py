@@ -29,7 +29,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from stat import S_ISLNK
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from ._backend import Backend, KeyRecord, StoreRecord, catch_up
 from ._layout import FileLayout, list_directory
@@ -129,7 +129,7 @@ ON CONFLICT (key) DO UPDATE SET
     policy = excluded.policy
 RETURNING created_at
 """
-INSERT_KEY_IF_ABSENT = f"""
+INSERT_KEY_IF_ABSENT = """
 INSERT INTO keys (key, value, created_at, updated_at, expires_at, policy)
 VALUES (:key, :value, :now, :now, :expires_at, :policy)
 ON CONFLICT (key) DO UPDATE SET
@@ -162,17 +162,21 @@ ON CONFLICT (key) DO UPDATE SET
 """
 LOAD_KEY_REPLACING = _LOAD_KEY + "RETURNING 1"
 LOAD_KEY_IF_ABSENT = (
-    _LOAD_KEY + "WHERE keys.expires_at IS NOT NULL AND keys.expires_at <= :now RETURNING 1"
+    _LOAD_KEY
+    + "WHERE keys.expires_at IS NOT NULL AND keys.expires_at <= :now RETURNING 1"
 )
 _LOAD_STORE_DOC = """
 INSERT INTO store_doc (id, metadata, created_at, updated_at, policy)
 VALUES (1, :metadata, :created_at, :updated_at, :policy)
 """
-LOAD_STORE_DOC_REPLACING = _LOAD_STORE_DOC + """
+LOAD_STORE_DOC_REPLACING = (
+    _LOAD_STORE_DOC
+    + """
 ON CONFLICT (id) DO UPDATE SET metadata = excluded.metadata,
     created_at = excluded.created_at, updated_at = excluded.updated_at,
     policy = excluded.policy
 """
+)
 LOAD_STORE_DOC_IF_ABSENT = _LOAD_STORE_DOC + "ON CONFLICT (id) DO NOTHING"
 DELETE_KEY = "DELETE FROM keys WHERE key = :key RETURNING expires_at"
 DELETE_EXPIRED = "DELETE FROM keys WHERE expires_at IS NOT NULL AND expires_at <= :now"
@@ -183,9 +187,7 @@ DELETE FROM keys WHERE rowid IN (
 """
 DELETE_ALL_KEYS = "DELETE FROM keys"
 DELETE_STORE_DOC = "DELETE FROM store_doc"
-DELETE_CACHE_KEYS = (
-    "DELETE FROM keys WHERE policy = 'evict' OR expires_at IS NOT NULL"
-)
+DELETE_CACHE_KEYS = "DELETE FROM keys WHERE policy = 'evict' OR expires_at IS NOT NULL"
 DELETE_EVICT_STORE_DOC = "DELETE FROM store_doc WHERE policy = 'evict'"
 INSERT_STORE_DOC = """
 INSERT INTO store_doc (id, metadata, created_at, updated_at, policy)
@@ -198,7 +200,14 @@ VALUES (1, :store_name, :dataset_id, :now, 0)
 
 # SQLite result codes, for converting errors (sqlite3.Error.sqlite_errorcode & 0xFF).
 _BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = (
-    5, 6, 8, 10, 11, 13, 14, 26,
+    5,
+    6,
+    8,
+    10,
+    11,
+    13,
+    14,
+    26,
 )
 
 # Extended codes for a -shm file that cannot be made or grown: READONLY_CANTINIT,
@@ -481,12 +490,15 @@ class SQLiteBackend(Backend):
 
         from filelock import FileLock  # imported late: only creation needs it
 
-        lock = FileLock(os.path.join(directory, ".lock"), timeout=self.timeout, mode=0o600)
+        lock = FileLock(
+            os.path.join(directory, ".lock"), timeout=self.timeout, mode=0o600
+        )
         try:
             lock.acquire()
         except TimeoutError as exc:
             raise LockTimeoutError(
-                f"timed out after {self.timeout} s waiting for {lock.lock_file}", lock.lock_file
+                f"timed out after {self.timeout} s waiting for {lock.lock_file}",
+                lock.lock_file,
             ) from exc
         try:
             if os.path.exists(path):
@@ -519,7 +531,11 @@ class SQLiteBackend(Backend):
             conn.executescript(f"BEGIN;\n{_SCHEMA}")  # one transaction: quicker
             conn.execute(
                 INSERT_STORE_INFO,
-                {"store_name": store, "dataset_id": context, "now": time.time_ns() // 1000},
+                {
+                    "store_name": store,
+                    "dataset_id": context,
+                    "now": time.time_ns() // 1000,
+                },
             )
             conn.execute("COMMIT")
             # WAL last: until here every page went straight into the file, so a
@@ -658,7 +674,8 @@ class SQLiteBackend(Backend):
                 if set_expiry:
                     now, expires_at = catch_up(now, expires_at)
                     row = conn.execute(
-                        UPDATE_EXPIRY, {"key": key, "now": now, "expires_at": expires_at}
+                        UPDATE_EXPIRY,
+                        {"key": key, "now": now, "expires_at": expires_at},
                     ).fetchone()
                 if policy is not None and (row is not None or not set_expiry):
                     row = conn.execute(
@@ -731,7 +748,8 @@ class SQLiteBackend(Backend):
             with _transaction(conn):
                 try:
                     conn.execute(
-                        INSERT_STORE_DOC, {"metadata": metadata, "now": now, "policy": policy}
+                        INSERT_STORE_DOC,
+                        {"metadata": metadata, "now": now, "policy": policy},
                     )
                 except sqlite3.IntegrityError as exc:
                     raise StoreExistsError(
@@ -740,7 +758,9 @@ class SQLiteBackend(Backend):
                     ) from exc
         return StoreRecord(metadata, now, None, policy, True)
 
-    def get_store(self, context: str | None, store: str, now: int) -> StoreRecord | None:
+    def get_store(
+        self, context: str | None, store: str, now: int
+    ) -> StoreRecord | None:
         """Return the store's document, a made-up one for a key-only store, or None."""
         with self._connect(context, store, create=False) as conn:
             if conn is None:
@@ -815,7 +835,9 @@ class SQLiteBackend(Backend):
         try:
             conn = sqlite3.connect(_uri(path, "ro"), uri=True, timeout=self.timeout)
             try:
-                row = conn.execute("SELECT store_name, dataset_id FROM store_info").fetchone()
+                row = conn.execute(
+                    "SELECT store_name, dataset_id FROM store_info"
+                ).fetchone()
             finally:
                 conn.close()
         except sqlite3.Error:
@@ -865,10 +887,17 @@ class SQLiteBackend(Backend):
             conn.execute("BEGIN")  # a read transaction: one snapshot for both reads
             try:
                 row = conn.execute(SELECT_STORE_DOC).fetchone()
-                keys = [KeyRecord(*r) for r in conn.execute(SELECT_LIVE_RECORDS, {"now": now})]
+                keys = [
+                    KeyRecord(*r)
+                    for r in conn.execute(SELECT_LIVE_RECORDS, {"now": now})
+                ]
             finally:
                 conn.execute("COMMIT")
-        document = None if row is None else StoreRecord(row[0], row[1], row[2], row[3], has_document=True)
+        document = (
+            None
+            if row is None
+            else StoreRecord(row[0], row[1], row[2], row[3], has_document=True)
+        )
         return document, keys
 
     def load_store(
@@ -889,7 +918,9 @@ class SQLiteBackend(Backend):
             with _transaction(conn):
                 if document is not None:
                     conn.execute(
-                        LOAD_STORE_DOC_REPLACING if replace else LOAD_STORE_DOC_IF_ABSENT,
+                        LOAD_STORE_DOC_REPLACING
+                        if replace
+                        else LOAD_STORE_DOC_IF_ABSENT,
                         {
                             "metadata": document.metadata,
                             "created_at": document.created_at,
@@ -1091,7 +1122,9 @@ def _convert_sqlite_error(exc: sqlite3.Error, path: str) -> LocalStoreError:
     message = str(exc)
     primary = _primary_code(exc)
     if primary in (_BUSY, _LOCKED):
-        return LockTimeoutError(f"{path} stayed locked by another writer: {message}", path)
+        return LockTimeoutError(
+            f"{path} stayed locked by another writer: {message}", path
+        )
     if primary == _READONLY:
         return StorePermissionError(f"cannot write {path}: {message}")
     if primary in (_CORRUPT, _NOTADB):
@@ -1105,7 +1138,9 @@ def _convert_sqlite_error(exc: sqlite3.Error, path: str) -> LocalStoreError:
     if primary == _IOERR:
         return StoreIOError(5, f"I/O error on {path}: {message}")
     if "no such table" in message or "no such column" in message:
-        return CorruptStoreError(f"{path} is not a localstore store file ({message})", path)
+        return CorruptStoreError(
+            f"{path} is not a localstore store file ({message})", path
+        )
     return StoreIOError(0, f"SQLite failed on {path}: {message}")
 
 
