@@ -178,10 +178,15 @@ def _rm(args: argparse.Namespace) -> int:
             raise CommandError(f"no {where}")
         return 0
 
+    # Check every key first, so that a mistyped one deletes nothing (another
+    # process may still delete a key in between: then that key is reported).
     _require_store(service, args.store)
-    missing = [key for key in args.keys if not service.delete_key(args.store, key)]
+    missing = [key for key in args.keys if not service.has_key(args.store, key)]
     if missing:
         raise CommandError(f"no key {', '.join(map(repr, missing))} in {where}")
+    gone = [key for key in args.keys if not service.delete_key(args.store, key)]
+    if gone:
+        raise CommandError(f"no key {', '.join(map(repr, gone))} in {where}")
     return 0
 
 
@@ -541,6 +546,8 @@ def _print_table(
     header: list[str] | None, rows: list[list[str]], numeric: Iterable[str] = ()
 ) -> None:
     """Print rows in aligned columns; columns named in ``numeric`` align right."""
+    # A name may hold a newline or a terminal escape: print such cells escaped.
+    rows = [[_printable(cell) for cell in row] for row in rows]
     lines = rows if header is None else [header, *rows]
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     right = {header.index(name) for name in numeric} if header else set()
@@ -550,6 +557,13 @@ def _print_table(
             for i, (cell, width) in enumerate(zip(line, widths, strict=True))
         ]
         print("  ".join(cells).rstrip())
+
+
+def _printable(text: str) -> str:
+    """Return ``text`` with control characters written as Python escapes."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 # Arguments ---------------------------------------------------------------------------

@@ -176,7 +176,7 @@ def test_rm_deletes_keys_then_the_whole_store(root):
     assert gone.returncode == 1
 
 
-def test_rm_of_a_missing_key_deletes_the_others_and_exits_1(root):
+def test_rm_of_a_missing_key_deletes_nothing_and_exits_1(root):
     ok(root, "set", "s", "a", "0")
     ok(root, "set", "s", "b", "0")
 
@@ -187,7 +187,7 @@ def test_rm_of_a_missing_key_deletes_the_others_and_exits_1(root):
         result.stderr
         == "localstore: no key 'nope' in store 's' of the global context\n"
     )
-    assert ok(root, "keys", "s") == "b\n"
+    assert ok(root, "keys", "s") == "a\nb\n"
 
 
 def test_commands_use_the_dataset_context_and_collection(root, open_service):
@@ -723,3 +723,13 @@ def test_readme_documents_every_subcommand_and_option():
             for option in action.option_strings:
                 if option not in ("-h", "--help"):
                     assert option in readme, f"README lacks {option} of {name}"
+
+
+def test_ls_escapes_control_characters_in_store_names(root):
+    ok(root, "set", "new\nline\x1b[31m", "k", "1")
+
+    listing = ok(root, "ls")
+
+    assert "new\\nline\\x1b[31m" in listing
+    assert "\x1b" not in listing
+    assert len(listing.splitlines()) == 2
