@@ -488,15 +488,22 @@ def measure_cli(results: Results, root: str, sizes: Sizes) -> None:
         ),
         "python -c pass": "pass",
     }
-    runs = {name: python_c(code) for name, code in programs.items()}
+    # As installed code runs: with bytecode caches, written by one untimed run
+    # (kept out of the source tree, and written even if the caller's environment
+    # says otherwise).
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = os.path.join(root, "pycache")
+    runs = {name: python_c(code, env) for name, code in programs.items()}
+    for warm_up in runs.values():
+        warm_up()
     measure_runs(
         results, "python -c: import + one read", runs, sizes.cli_ops, sizes.cli_repeats
     )
 
 
-def python_c(code: str) -> Callable[[], object]:
+def python_c(code: str, env: dict[str, str]) -> Callable[[], object]:
     """Return a function that runs ``python -c code`` in a new process."""
-    return lambda: subprocess.run([sys.executable, "-c", code], check=True)
+    return lambda: subprocess.run([sys.executable, "-c", code], env=env, check=True)
 
 
 def measure_sweep(results: Results, root: str, sizes: Sizes) -> None:
