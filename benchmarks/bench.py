@@ -2,12 +2,12 @@
 
 Every figure is the median over repetitions of the time per operation, and the
 ratio to raw ``sqlite3`` doing the same thing in the same run: the machine is
-shared, absolute times drift, and the ratios are what the targets of
-``benchmarks/README.md`` are about.
+shared, absolute times drift, and the targets (listed in ``report.py``) are
+ratios. The README's Performance section shows the latest table.
 
 Usage::
 
-    python benchmarks/bench.py --quick           # about a minute
+    python benchmarks/bench.py --quick           # about two minutes
     python benchmarks/bench.py                   # the full run (1M-key sweep)
     python benchmarks/bench.py --readme          # also rewrite README's table
 
