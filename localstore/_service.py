@@ -483,7 +483,7 @@ class ExecutionStoreService:
     def sweep(self) -> dict[tuple[str | None, str], int]:
         """Delete expired keys for good, in every context of this collection.
 
-        Reads never return expired keys anyway; this reclaims their space. Not
+        Reads never return expired keys anyway; this frees their space for new keys. Not
         part of FiftyOne's API.
 
         :returns: keys deleted per ``(dataset_id, store_name)``, zeros left out.

@@ -52,6 +52,9 @@ SUFFIX = ".sqlite"
 SCHEMA_VERSION = 1
 APPLICATION_ID = 0x4C53544F  # "LSTO"
 
+#: Free pages (of 4 KiB) an emptied store may keep before delete_store vacuums it.
+_VACUUM_FREE_PAGES = 256
+
 #: How many store files one process keeps open at most (each holds 3 descriptors).
 MAX_OPEN_FILES = 64
 
@@ -526,8 +529,6 @@ class SQLiteBackend(Backend):
             # need no transaction around them, and no flush to disk of their own:
             # the caller flushes the finished file once, before renaming it.
             conn.execute("PRAGMA synchronous = OFF")
-            # Before any table exists: lets delete_store give freed pages back.
-            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
             conn.executescript(f"BEGIN;\n{_SCHEMA}")  # one transaction: quicker
             conn.execute(
                 INSERT_STORE_INFO,
@@ -871,8 +872,6 @@ class SQLiteBackend(Backend):
                 return 0
             with _transaction(conn):
                 deleted: int = conn.execute(DELETE_EXPIRED, {"now": now}).rowcount
-            if deleted:
-                _give_back_free_pages(conn)
         return deleted
 
     # Whole stores ----------------------------------------------------------------
@@ -1025,12 +1024,19 @@ def _flush_to_disk(path: str) -> None:
 
 
 def _give_back_free_pages(conn: sqlite3.Connection) -> None:
-    """Shrink a file after a large delete (the files use incremental auto-vacuum).
+    """Shrink a store file that ``delete_store`` emptied, if that frees much.
 
-    ``executescript`` steps the pragma to the end; ``execute`` would free only
-    one page.
+    SQLite keeps freed pages for reuse; a store emptied in place (see the
+    module docstring) would keep its largest size for good. ``VACUUM`` of an
+    empty store is cheap. It needs the write lock again: if another writer has
+    it by now, the space stays for reuse, and the delete has happened anyway.
     """
-    conn.executescript("PRAGMA incremental_vacuum;")
+    if conn.execute("PRAGMA freelist_count").fetchone()[0] < _VACUUM_FREE_PAGES:
+        return
+    try:
+        conn.execute("VACUUM")
+    except sqlite3.OperationalError as exc:
+        logger.debug("left free pages in place: %s", exc)
 
 
 _TEMPORARY = re.compile(r"\.sqlite\.[0-9a-f]{32}\.tmp(-wal|-shm|-journal)?\Z")
