@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import multiprocessing
 import os
@@ -26,32 +27,17 @@ MONGODB_URI = os.environ.get("LOCALSTORE_MONGODB_URI", "")
 TESTED_BACKENDS = sorted(name for name in BACKENDS if name != "mongodb" or MONGODB_URI)
 
 
-#: Tests that compare microseconds, which BSON dates cannot hold, by name and the
-#: part of the test id that picks the case: on mongodb they are expected to fail
-#: (README, "MongoDB") until they compare milliseconds there.
-MICROSECOND_TESTS = {
-    "test_timestamps_are_naive_utc": "",
-    "test_values_round_trip_exactly": "datetime.datetime(",
-    "test_aware_datetime_reads_back_as_naive_utc": "",
-}
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the microsecond tests as expected failures on the mongodb backend."""
-    for item in items:
-        callspec = getattr(item, "callspec", None)
-        case = MICROSECOND_TESTS.get(getattr(item, "originalname", ""))
-        if (
-            case is not None
-            and case in item.name
-            and callspec is not None
-            and callspec.params.get("backend") == "mongodb"
-        ):
-            item.add_marker(
-                pytest.mark.xfail(
-                    reason="BSON dates hold milliseconds, not microseconds"
-                )
-            )
+def as_stored(value: Any, backend: str) -> Any:
+    """Return ``value`` as ``backend`` keeps it (BSON dates keep milliseconds)."""
+    if backend != "mongodb":
+        return value
+    if isinstance(value, dt.datetime):
+        return value.replace(microsecond=value.microsecond - value.microsecond % 1000)
+    if isinstance(value, list):
+        return [as_stored(item, backend) for item in value]
+    if isinstance(value, dict):
+        return {key: as_stored(item, backend) for key, item in value.items()}
+    return value
 
 
 @pytest.fixture(autouse=True)
