@@ -81,6 +81,13 @@ class Backend(abc.ABC):
     ) -> KeyRecord | None:
         """Return the live key, or ``None``."""
 
+    def get_value(
+        self, context: str | None, store: str, key: str, now: int
+    ) -> str | None:
+        """Return the live key's value text, or ``None``; a backend may do it faster."""
+        record = self.get_key(context, store, key, now)
+        return None if record is None else record.value
+
     @abc.abstractmethod
     def has_key(self, context: str | None, store: str, key: str, now: int) -> bool:
         """Tell whether the key is live."""

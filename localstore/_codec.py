@@ -86,12 +86,24 @@ def decode(text: str) -> Any:
     :raises CorruptStoreError: for text that :func:`encode` cannot have written
         (a file edited by hand, say): not strict JSON, or a malformed tag.
     """
+    decoder = _TAGGED_DECODER if '"$' in text else _PLAIN_DECODER
     try:
-        if '"$' not in text:
-            return json.loads(text, parse_constant=_reject_constant)
-        return json.loads(text, object_hook=_untag, parse_constant=_reject_constant)
+        return _decode_with(decoder, text)
     except (ValueError, TypeError, KeyError) as exc:  # binascii.Error is a ValueError
         raise CorruptStoreError(f"a stored value is damaged: {exc}") from exc
+
+
+def _decode_with(decoder: json.JSONDecoder, text: str) -> Any:
+    """Decode ``text``, quickly when it is exactly one value, as encode() writes."""
+    # raw_decode skips decode()'s two whitespace scans; text with whitespace
+    # around it (typed by a user, say) or junk after it takes the full path.
+    try:
+        value, end = decoder.raw_decode(text)
+    except ValueError:
+        end = -1
+    if end != len(text):
+        value = decoder.decode(text)
+    return value
 
 
 def _reject_constant(name: str) -> Any:
@@ -368,3 +380,8 @@ def _check_unicode(text: str) -> None:
             f"value holds the lone surrogate {text[exc.start]!r}, which is not "
             "valid Unicode and cannot be stored"
         ) from exc
+
+
+# Built once: json.loads with any option builds a new decoder per call.
+_PLAIN_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_TAGGED_DECODER = json.JSONDecoder(object_hook=_untag, parse_constant=_reject_constant)

@@ -368,8 +368,8 @@ class ExecutionStoreService:
         part of FiftyOne's API.
         """
         store, key = check_name(store_name), check_key(key)
-        record = self._repo.get_key(self._context, store, key, now_micros())
-        return default if record is None else _codec.decode(record.value)
+        text = self._repo.get_value(self._context, store, key, now_micros())
+        return default if text is None else _codec.decode(text)
 
     def delete_key(self, store_name: str, key: str) -> bool:
         """Delete a key; return whether it had a live value."""

@@ -97,7 +97,12 @@ _LIVE = "(expires_at IS NULL OR expires_at > :now)"
 _KEY_COLUMNS = "key, value, created_at, updated_at, expires_at, policy"
 
 SELECT_KEY = f"SELECT {_KEY_COLUMNS} FROM keys WHERE key = :key AND {_LIVE}"
-HAS_KEY = f"SELECT 1 FROM keys WHERE key = :key AND {_LIVE}"
+SELECT_VALUE = (
+    "SELECT value FROM keys WHERE key = ?1 AND (expires_at IS NULL OR expires_at > ?2)"
+)
+HAS_KEY = (
+    "SELECT 1 FROM keys WHERE key = ?1 AND (expires_at IS NULL OR expires_at > ?2)"
+)
 SELECT_EXPIRED_KEYS = (
     "SELECT key FROM keys WHERE expires_at IS NOT NULL AND expires_at <= :now"
 )
@@ -558,12 +563,22 @@ class SQLiteBackend(Backend):
             row = conn.execute(SELECT_KEY, {"key": key, "now": now}).fetchone()
         return None if row is None else KeyRecord(*row)
 
+    def get_value(
+        self, context: str | None, store: str, key: str, now: int
+    ) -> str | None:
+        """Return the live key's value text, or ``None``."""
+        with self._connect(context, store, create=False) as conn:
+            if conn is None:
+                return None
+            row = conn.execute(SELECT_VALUE, (key, now)).fetchone()
+        return None if row is None else str(row[0])
+
     def has_key(self, context: str | None, store: str, key: str, now: int) -> bool:
         """Tell whether the key is live."""
         with self._connect(context, store, create=False) as conn:
             if conn is None:
                 return False
-            row = conn.execute(HAS_KEY, {"key": key, "now": now}).fetchone()
+            row = conn.execute(HAS_KEY, (key, now)).fetchone()
         return row is not None
 
     def set_key(
