@@ -14,7 +14,8 @@ import time
 
 from ._paths import GLOBAL_CONTEXT_DIR, decode_name
 from ._service import BACKENDS, open_backend
-from ._sqlite import APPLICATION_ID, SCHEMA_VERSION, _uri
+from ._sqlite import _uri
+from ._sqlite_sql import APPLICATION_ID, SCHEMA_VERSION
 from .errors import LocalStoreError
 
 __all__ = ["NETWORK_FILESYSTEMS", "examine_root", "filesystem_type"]

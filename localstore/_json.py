@@ -28,14 +28,12 @@ from contextlib import contextmanager
 from typing import BinaryIO
 
 from ._jsonfile import FileState, parse, read_names, read_revision, render
-from ._layout import FileLayout, list_directory
+from ._layout import FileLayout, list_directory, make_private_dirs, os_error
 from ._state import StateBackend
 from .errors import (
     CorruptStoreError,
     LocalStoreError,
     LockTimeoutError,
-    StoreIOError,
-    StorePermissionError,
 )
 
 __all__ = ["JSONBackend"]
@@ -124,7 +122,7 @@ class JSONBackend(StateBackend):
         path = self.store_path(context, store)
         with _converting_errors(path):
             if create:
-                _make_private_dirs(os.path.dirname(path))
+                make_private_dirs(os.path.dirname(path))
             elif not os.path.lexists(path):
                 yield None
                 return
@@ -297,27 +295,6 @@ def _read_info(path: str) -> tuple[str, str | None] | None:
     return info
 
 
-def _make_private_dirs(directory: str) -> None:
-    """Create ``directory`` and any missing parents, each readable by us alone.
-
-    ``os.makedirs`` gives its mode to the last directory only; the umask is
-    never changed.
-    """
-    missing = []
-    while not os.path.isdir(directory):
-        missing.append(directory)
-        parent = os.path.dirname(directory)
-        if parent == directory:
-            break
-        directory = parent
-    for name in reversed(missing):
-        try:
-            os.mkdir(name, 0o700)
-        except FileExistsError:
-            if not os.path.isdir(name):  # not another process's mkdir: a file
-                raise
-
-
 @contextmanager
 def _converting_errors(path: str) -> Iterator[None]:
     """Turn OS errors into localstore errors that name ``path``."""
@@ -325,7 +302,5 @@ def _converting_errors(path: str) -> Iterator[None]:
         yield
     except LocalStoreError:
         raise
-    except PermissionError as exc:
-        raise StorePermissionError(f"permission denied for {path}: {exc}") from exc
     except OSError as exc:
-        raise StoreIOError(exc.errno, f"{exc.strerror or exc} ({path})") from exc
+        raise os_error(exc, path) from exc

@@ -15,9 +15,9 @@ import os
 from collections.abc import Callable
 
 from ._paths import GLOBAL_CONTEXT_DIR, decode_name, encode_name
-from .errors import StoreIOError, StorePermissionError
+from .errors import LocalStoreError, StoreIOError, StorePermissionError
 
-__all__ = ["FileLayout", "list_directory"]
+__all__ = ["FileLayout", "list_directory", "make_private_dirs", "os_error"]
 
 logger = logging.getLogger(__name__)
 
@@ -125,3 +125,32 @@ def list_directory(path: str) -> list[str]:
         ) from exc
     except PermissionError as exc:
         raise StorePermissionError(f"permission denied listing {path}") from exc
+
+
+def make_private_dirs(directory: str) -> None:
+    """Create ``directory`` and any missing parents, each readable by us alone.
+
+    ``os.makedirs`` gives only the last directory the mode; parents would get
+    0o777 less the umask. The umask itself is never changed.
+    """
+    missing = []
+    while not os.path.isdir(directory):
+        missing.append(directory)
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            break
+        directory = parent
+    for name in reversed(missing):
+        try:
+            os.mkdir(name, 0o700)
+        except FileExistsError:
+            # Another process made it between our check and our mkdir.
+            if not os.path.isdir(name):
+                raise
+
+
+def os_error(exc: OSError, path: str) -> LocalStoreError:
+    """Return the localstore error to raise for an OS error on ``path``."""
+    if isinstance(exc, PermissionError):
+        return StorePermissionError(f"permission denied for {path}: {exc}")
+    return StoreIOError(exc.errno, f"{exc.strerror or exc} ({path})")

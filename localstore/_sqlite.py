@@ -32,14 +32,48 @@ from types import TracebackType
 from typing import TypeVar
 
 from ._backend import Backend, KeyRecord, StoreRecord, catch_up
-from ._layout import FileLayout, list_directory
+from ._layout import FileLayout, list_directory, make_private_dirs
+from ._sqlite_errors import is_shm_error, raise_converted
+from ._sqlite_sql import (
+    APPLICATION_ID,
+    COUNT_LIVE_KEYS,
+    DELETE_ALL_KEYS,
+    DELETE_CACHE_KEYS,
+    DELETE_EVICT_STORE_DOC,
+    DELETE_EXPIRED,
+    DELETE_KEY,
+    DELETE_STORE_DOC,
+    HAS_KEY,
+    INSERT_KEY_IF_ABSENT,
+    INSERT_STORE_DOC,
+    INSERT_STORE_INFO,
+    LOAD_KEY_IF_ABSENT,
+    LOAD_KEY_REPLACING,
+    LOAD_STORE_DOC_IF_ABSENT,
+    LOAD_STORE_DOC_REPLACING,
+    PURGE_EXPIRED,
+    SCHEMA,
+    SCHEMA_VERSION,
+    SELECT_ALL_KEYS,
+    SELECT_EXPIRED_KEYS,
+    SELECT_ITEMS,
+    SELECT_ITEMS_FROM,
+    SELECT_ITEMS_IN_RANGE,
+    SELECT_KEY,
+    SELECT_LIVE_RECORDS,
+    SELECT_OLDEST_LIVE,
+    SELECT_STORE_DOC,
+    SELECT_VALUE,
+    STORE_EXISTS,
+    UPDATE_EXPIRY,
+    UPDATE_POLICY,
+    UPSERT_KEY,
+)
 from .errors import (
     CorruptStoreError,
     LocalStoreError,
     LockTimeoutError,
     StoreExistsError,
-    StoreIOError,
-    StorePermissionError,
 )
 
 __all__ = ["SQLiteBackend"]
@@ -49,178 +83,12 @@ logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 SUFFIX = ".sqlite"
-SCHEMA_VERSION = 1
-APPLICATION_ID = 0x4C53544F  # "LSTO"
 
 #: Free pages (of 4 KiB) an emptied store may keep before delete_store vacuums it.
 _VACUUM_FREE_PAGES = 256
 
 #: How many store files one process keeps open at most (each holds 3 descriptors).
 MAX_OPEN_FILES = 64
-
-#: Expired rows a write removes on its way, so no single write pays for many.
-_PURGE_BATCH = 64
-
-_SCHEMA = f"""
-CREATE TABLE store_info (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    store_name TEXT NOT NULL,
-    dataset_id TEXT,
-    created_at INTEGER NOT NULL,
-    key_count INTEGER NOT NULL
-);
-CREATE TABLE store_doc (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    metadata TEXT,
-    created_at INTEGER NOT NULL,
-    updated_at INTEGER,
-    policy TEXT NOT NULL
-);
-CREATE TABLE keys (
-    key TEXT PRIMARY KEY NOT NULL,
-    value TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL,
-    expires_at INTEGER,
-    policy TEXT NOT NULL
-);
-CREATE INDEX keys_by_expiry ON keys (expires_at) WHERE expires_at IS NOT NULL;
-CREATE TRIGGER keys_added AFTER INSERT ON keys
-    BEGIN UPDATE store_info SET key_count = key_count + 1; END;
-CREATE TRIGGER keys_removed AFTER DELETE ON keys
-    BEGIN UPDATE store_info SET key_count = key_count - 1; END;
-PRAGMA application_id = {APPLICATION_ID};
-PRAGMA user_version = {SCHEMA_VERSION};
-"""
-
-_LIVE = "(expires_at IS NULL OR expires_at > :now)"
-_KEY_COLUMNS = "key, value, created_at, updated_at, expires_at, policy"
-
-SELECT_KEY = f"SELECT {_KEY_COLUMNS} FROM keys WHERE key = :key AND {_LIVE}"
-SELECT_VALUE = (
-    "SELECT value FROM keys WHERE key = ?1 AND (expires_at IS NULL OR expires_at > ?2)"
-)
-HAS_KEY = (
-    "SELECT 1 FROM keys WHERE key = ?1 AND (expires_at IS NULL OR expires_at > ?2)"
-)
-SELECT_EXPIRED_KEYS = (
-    "SELECT key FROM keys WHERE expires_at IS NOT NULL AND expires_at <= :now"
-)
-SELECT_ALL_KEYS = "SELECT key FROM keys ORDER BY key"
-SELECT_ITEMS = f"SELECT key, value FROM keys WHERE {_LIVE} ORDER BY key"
-SELECT_ITEMS_IN_RANGE = (
-    f"SELECT key, value FROM keys WHERE key >= :low AND key < :high AND {_LIVE} "
-    "ORDER BY key"
-)
-SELECT_ITEMS_FROM = (
-    f"SELECT key, value FROM keys WHERE key >= :low AND {_LIVE} ORDER BY key"
-)
-COUNT_LIVE_KEYS = (
-    "SELECT key_count - (SELECT count(*) FROM keys "
-    "WHERE expires_at IS NOT NULL AND expires_at <= :now) FROM store_info"
-)
-STORE_EXISTS = (
-    "SELECT EXISTS (SELECT 1 FROM store_doc) OR (SELECT key_count FROM store_info) > "
-    "(SELECT count(*) FROM keys WHERE expires_at IS NOT NULL AND expires_at <= :now)"
-)
-SELECT_STORE_DOC = "SELECT metadata, created_at, updated_at, policy FROM store_doc"
-SELECT_OLDEST_LIVE = f"SELECT min(created_at) FROM keys WHERE {_LIVE}"
-UPSERT_KEY = f"""
-INSERT INTO keys (key, value, created_at, updated_at, expires_at, policy)
-VALUES (:key, :value, :now, :now, :expires_at, :policy)
-ON CONFLICT (key) DO UPDATE SET
-    value = excluded.value,
-    created_at = CASE WHEN {_LIVE.replace("expires_at", "keys.expires_at")}
-        THEN keys.created_at ELSE excluded.created_at END,
-    updated_at = excluded.updated_at,
-    expires_at = excluded.expires_at,
-    policy = excluded.policy
-RETURNING created_at
-"""
-INSERT_KEY_IF_ABSENT = """
-INSERT INTO keys (key, value, created_at, updated_at, expires_at, policy)
-VALUES (:key, :value, :now, :now, :expires_at, :policy)
-ON CONFLICT (key) DO UPDATE SET
-    value = excluded.value,
-    created_at = excluded.created_at,
-    updated_at = excluded.updated_at,
-    expires_at = excluded.expires_at,
-    policy = excluded.policy
-WHERE keys.expires_at IS NOT NULL AND keys.expires_at <= :now
-RETURNING created_at
-"""
-UPDATE_EXPIRY = f"""
-UPDATE keys SET expires_at = :expires_at WHERE key = :key AND {_LIVE}
-RETURNING {_KEY_COLUMNS}
-"""
-UPDATE_POLICY = f"""
-UPDATE keys SET policy = :policy WHERE key = :key AND {_LIVE}
-RETURNING {_KEY_COLUMNS}
-"""
-SELECT_LIVE_RECORDS = f"SELECT {_KEY_COLUMNS} FROM keys WHERE {_LIVE} ORDER BY key"
-_LOAD_KEY = f"""
-INSERT INTO keys ({_KEY_COLUMNS})
-VALUES (:key, :value, :created_at, :updated_at, :expires_at, :policy)
-ON CONFLICT (key) DO UPDATE SET
-    value = excluded.value,
-    created_at = excluded.created_at,
-    updated_at = excluded.updated_at,
-    expires_at = excluded.expires_at,
-    policy = excluded.policy
-"""
-LOAD_KEY_REPLACING = _LOAD_KEY + "RETURNING 1"
-LOAD_KEY_IF_ABSENT = (
-    _LOAD_KEY
-    + "WHERE keys.expires_at IS NOT NULL AND keys.expires_at <= :now RETURNING 1"
-)
-_LOAD_STORE_DOC = """
-INSERT INTO store_doc (id, metadata, created_at, updated_at, policy)
-VALUES (1, :metadata, :created_at, :updated_at, :policy)
-"""
-LOAD_STORE_DOC_REPLACING = (
-    _LOAD_STORE_DOC
-    + """
-ON CONFLICT (id) DO UPDATE SET metadata = excluded.metadata,
-    created_at = excluded.created_at, updated_at = excluded.updated_at,
-    policy = excluded.policy
-"""
-)
-LOAD_STORE_DOC_IF_ABSENT = _LOAD_STORE_DOC + "ON CONFLICT (id) DO NOTHING"
-DELETE_KEY = "DELETE FROM keys WHERE key = :key RETURNING expires_at"
-DELETE_EXPIRED = "DELETE FROM keys WHERE expires_at IS NOT NULL AND expires_at <= :now"
-PURGE_EXPIRED = f"""
-DELETE FROM keys WHERE rowid IN (
-    SELECT rowid FROM keys WHERE expires_at IS NOT NULL AND expires_at <= :now
-    LIMIT {_PURGE_BATCH})
-"""
-DELETE_ALL_KEYS = "DELETE FROM keys"
-DELETE_STORE_DOC = "DELETE FROM store_doc"
-DELETE_CACHE_KEYS = "DELETE FROM keys WHERE policy = 'evict' OR expires_at IS NOT NULL"
-DELETE_EVICT_STORE_DOC = "DELETE FROM store_doc WHERE policy = 'evict'"
-INSERT_STORE_DOC = """
-INSERT INTO store_doc (id, metadata, created_at, updated_at, policy)
-VALUES (1, :metadata, :now, NULL, :policy)
-"""
-INSERT_STORE_INFO = """
-INSERT INTO store_info (id, store_name, dataset_id, created_at, key_count)
-VALUES (1, :store_name, :dataset_id, :now, 0)
-"""
-
-# SQLite result codes, for converting errors (sqlite3.Error.sqlite_errorcode & 0xFF).
-_BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = (
-    5,
-    6,
-    8,
-    10,
-    11,
-    13,
-    14,
-    26,
-)
-
-# Extended codes for a -shm file that cannot be made or grown: READONLY_CANTINIT,
-# READONLY_DIRECTORY, IOERR_SHMOPEN, IOERR_SHMSIZE, IOERR_SHMMAP.
-_SHM_ERRORS = frozenset({1288, 1544, 4618, 4874, 5386})
 
 
 class _Handle:
@@ -303,10 +171,10 @@ class _Connection:
                 finally:
                     handle.lock.release()
         except BaseException as error:  # closing the connection failed
-            _raise_converted(error, self.path)
+            raise_converted(error, self.path)
             raise
         if exc is not None:
-            _raise_converted(exc, self.path)
+            raise_converted(exc, self.path)
 
 
 class _Pool:
@@ -493,7 +361,7 @@ class SQLiteBackend(Backend):
         reports.
         """
         directory = os.path.dirname(path)
-        _make_private_dirs(directory)
+        make_private_dirs(directory)
         import uuid  # imported late, as filelock: it imports platform (milliseconds)
 
         from filelock import FileLock  # imported late: only creation needs it
@@ -534,7 +402,7 @@ class SQLiteBackend(Backend):
             # need no transaction around them, and no flush to disk of their own:
             # the caller flushes the finished file once, before renaming it.
             conn.execute("PRAGMA synchronous = OFF")
-            conn.executescript(f"BEGIN;\n{_SCHEMA}")  # one transaction: quicker
+            conn.executescript(f"BEGIN;\n{SCHEMA}")  # one transaction: quicker
             conn.execute(
                 INSERT_STORE_INFO,
                 {
@@ -979,11 +847,7 @@ def _is_readable_as_it_stands(path: str, exc: sqlite3.OperationalError) -> bool:
     empty one) every write is in the file itself, which SQLite can then read as
     it stands (``immutable``).
     """
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is None:  # Python 3.10: only the message tells
-        if _guess_code(str(exc)) not in (_READONLY, _IOERR):
-            return False
-    elif code not in _SHM_ERRORS:
+    if not is_shm_error(exc):
         return False
     try:
         return os.path.getsize(path + "-wal") == 0
@@ -1005,28 +869,6 @@ def _refuse_links(path: str, stat: os.stat_result) -> None:
             "it was left as it is",
             path,
         )
-
-
-def _make_private_dirs(directory: str) -> None:
-    """Create ``directory`` and any missing parents, each readable by us alone.
-
-    ``os.makedirs`` gives only the last directory the mode; parents would get
-    0o777 less the umask. The umask itself is never changed.
-    """
-    missing = []
-    while not os.path.isdir(directory):
-        missing.append(directory)
-        parent = os.path.dirname(directory)
-        if parent == directory:
-            break
-        directory = parent
-    for name in reversed(missing):
-        try:
-            os.mkdir(name, 0o700)
-        except FileExistsError:
-            # Another process made it between our check and our mkdir.
-            if not os.path.isdir(name):
-                raise
 
 
 def _flush_to_disk(path: str) -> None:
@@ -1120,69 +962,3 @@ class _Transaction:
             self.conn.execute("COMMIT")
         elif self.conn.in_transaction:
             self.conn.execute("ROLLBACK")
-
-
-def _raise_converted(exc: BaseException, path: str) -> None:
-    """Raise the localstore error, naming ``path``, for a sqlite3 or OS error.
-
-    Returns for any other exception, and for a localstore error, which the
-    caller re-raises as it is.
-    """
-    if isinstance(exc, LocalStoreError):
-        return
-    if isinstance(exc, sqlite3.Error):
-        raise _convert_sqlite_error(exc, path) from exc
-    if isinstance(exc, PermissionError):
-        raise StorePermissionError(f"permission denied for {path}: {exc}") from exc
-    if isinstance(exc, OSError):
-        raise StoreIOError(exc.errno, f"{exc.strerror or exc} ({path})") from exc
-
-
-def _convert_sqlite_error(exc: sqlite3.Error, path: str) -> LocalStoreError:
-    """Choose the localstore error for a sqlite3 error."""
-    message = str(exc)
-    primary = _primary_code(exc)
-    if primary in (_BUSY, _LOCKED):
-        return LockTimeoutError(
-            f"{path} stayed locked by another writer: {message}", path
-        )
-    if primary == _READONLY:
-        return StorePermissionError(f"cannot write {path}: {message}")
-    if primary in (_CORRUPT, _NOTADB):
-        return CorruptStoreError(
-            f"{path} is damaged ({message}); it was left as it is", path
-        )
-    if primary == _FULL:
-        return StoreIOError(28, f"no space left writing {path}: {message}")
-    if primary == _CANTOPEN:
-        return StorePermissionError(f"cannot open {path}: {message}")
-    if primary == _IOERR:
-        return StoreIOError(5, f"I/O error on {path}: {message}")
-    if "no such table" in message or "no such column" in message:
-        return CorruptStoreError(
-            f"{path} is not a localstore store file ({message})", path
-        )
-    return StoreIOError(0, f"SQLite failed on {path}: {message}")
-
-
-def _primary_code(exc: sqlite3.Error) -> int | None:
-    """Return the primary SQLite result code of an error, if it can be told."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    return code & 0xFF if code is not None else _guess_code(str(exc))
-
-
-def _guess_code(message: str) -> int | None:
-    """Read the error class from a message (Python 3.10 has no error codes)."""
-    for fragment, code in (
-        ("locked", _BUSY),
-        ("readonly", _READONLY),
-        ("read-only", _READONLY),
-        ("malformed", _CORRUPT),
-        ("not a database", _NOTADB),
-        ("disk is full", _FULL),
-        ("unable to open", _CANTOPEN),
-        ("disk I/O", _IOERR),
-    ):
-        if fragment in message:
-            return code
-    return None
