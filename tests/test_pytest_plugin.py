@@ -17,10 +17,10 @@ pytest_plugins = ["pytester"]
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
-#: How many times the sample module runs under pytest-xdist. Each run starts five
-#: interpreters (a controller and four workers) and costs about 5 s of CPU, so the
-#: suite runs it 5 times; LOCALSTORE_XDIST_RUNS=20 gives the issue's full count.
-XDIST_RUNS = int(os.environ.get("LOCALSTORE_XDIST_RUNS", "5"))
+#: How many times the sample module runs under pytest-xdist (issue 6 asks for
+#: twenty). Each run starts five interpreters, a controller and four workers, and
+#: costs about 5 s of CPU; LOCALSTORE_XDIST_RUNS sets fewer for a quick local run.
+XDIST_RUNS = int(os.environ.get("LOCALSTORE_XDIST_RUNS", "20"))
 
 SAMPLE_MODULE = """
 import os
