@@ -202,6 +202,10 @@ class Backend(abc.ABC):
         creation time of the oldest live key.
         """
 
+    def has_store(self, context: str | None, store: str, now: int) -> bool:
+        """Tell whether a store has a document or a live key."""
+        return self.get_store(context, store, now) is not None
+
     @abc.abstractmethod
     def delete_store(
         self, context: str | None, store: str, now: int

@@ -231,7 +231,7 @@ class ExecutionStoreService:
     def has_store(self, store_name: str) -> bool:
         """Tell whether the store has a document or a live key in this context."""
         store = check_name(store_name)
-        return self._repo.get_store(self._context, store, now_micros()) is not None
+        return self._repo.has_store(self._context, store, now_micros())
 
     def delete_store(self, store_name: str) -> StoreDocument | None:
         """Delete a store, its keys and its document, in this context.
@@ -523,7 +523,7 @@ class ExecutionStoreService:
         store = check_name(store_name)
         now = now_micros()
         return any(
-            self._repo.get_store(context, store, now) is not None
+            self._repo.has_store(context, store, now)
             for context in self._repo.list_contexts()
         )
 

@@ -698,7 +698,7 @@ class SQLiteBackend(Backend):
         names = []
         for store in self._layout.store_names(context):
             try:
-                exists = self._exists(context, store, now)
+                exists = self.has_store(context, store, now)
             except CorruptStoreError as exc:
                 logger.warning("leaving out a damaged store: %s", exc)
                 continue
@@ -706,7 +706,7 @@ class SQLiteBackend(Backend):
                 names.append(store)
         return sorted(names)
 
-    def _exists(self, context: str | None, store: str, now: int) -> bool:
+    def has_store(self, context: str | None, store: str, now: int) -> bool:
         """Tell whether a store has a document or a live key, in one statement."""
         with self._connect(context, store, create=False) as conn:
             if conn is None:
