@@ -27,11 +27,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
 
+from . import _codec
 from ._jsonfile import FileState, parse, read_names, read_revision, render
 from ._layout import FileLayout, list_directory, make_private_dirs, os_error
 from ._state import StateBackend
 from .errors import (
     CorruptStoreError,
+    InvalidValueError,
     LocalStoreError,
     LockTimeoutError,
 )
@@ -131,6 +133,8 @@ class JSONBackend(StateBackend):
                 state = _load(path, context, store)
                 if state is None and create:
                     state = FileState()
+                else:
+                    _refuse_damaged_values(path, state)
                 yield state
                 if state is not None and state.changed:
                     _save(path, context, store, state, now)
@@ -222,6 +226,26 @@ def _open_store_file(path: str) -> BinaryIO | None:
             ) from exc
         raise
     return open(descriptor, "rb")
+
+
+def _refuse_damaged_values(path: str, state: FileState | None) -> None:
+    """Raise before a write if a value of the file could not have been stored.
+
+    A hand-edited value (a malformed tag, an int beyond 64 bits, ...) raises
+    only when read; a write would carry it into a new file, so writes check
+    every value first. Reads stay as quick as parsing.
+    """
+    if state is None:
+        return
+    for key, entry in state.keys.items():
+        try:
+            _codec.encode(_codec.decode(FileState.value_to_text(entry.value)))
+        except (CorruptStoreError, InvalidValueError) as exc:
+            raise CorruptStoreError(
+                f"{path} holds a damaged value under key {key!r} ({exc}); it was "
+                "left as it is",
+                path,
+            ) from exc
 
 
 def _save(

@@ -176,8 +176,8 @@ def _state_from_json(tree: Any, context: str | None, store: str) -> FileState:
     keys = tree.get("keys")
     if not isinstance(keys, dict):
         raise _ShapeError('"keys" is not an object')
-    if STORE_KEY in keys:
-        raise _ShapeError(f'"keys" holds the reserved key {STORE_KEY!r}')
+    if STORE_KEY in keys or "" in keys:
+        raise _ShapeError(f'"keys" holds {STORE_KEY!r} or "", which are not keys')
     entries = {key: _entry_from_json(raw, key) for key, raw in keys.items()}
     return FileState(_document_from_json(tree.get("store")), entries, revision)
 

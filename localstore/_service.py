@@ -21,7 +21,7 @@ from ._validate import (
     expiry,
     now_micros,
 )
-from .errors import ArgumentTypeError, InvalidArgumentError
+from .errors import ArgumentTypeError, CorruptStoreError, InvalidArgumentError
 
 if TYPE_CHECKING:
     from ._notify import ChangeEvent
@@ -600,15 +600,23 @@ class ExecutionStoreService:
 
     def _key_doc(self, store: str, record: KeyRecord) -> KeyDocument:
         """Turn a backend record into the document the API returns."""
+        try:
+            times = [to_datetime(t) for t in record[2:5]]
+            policy = _POLICIES[record.policy]
+        except (TypeError, ValueError, OverflowError, KeyError) as exc:
+            # Only a file edited by hand holds such a record.
+            raise CorruptStoreError(
+                f"key {record.key!r} of store {store!r} is damaged: {exc!r}"
+            ) from exc
         return KeyDocument(
             store_name=store,
             key=record.key,
             value=_codec.decode(record.value),
             dataset_id=self._context,
-            created_at=to_datetime(record.created_at),  # type: ignore[arg-type]  # never None
-            updated_at=to_datetime(record.updated_at),
-            expires_at=to_datetime(record.expires_at),
-            policy=_POLICIES[record.policy],
+            created_at=times[0],  # type: ignore[arg-type]  # a record always has one
+            updated_at=times[1],
+            expires_at=times[2],
+            policy=policy,
         )
 
     @staticmethod

@@ -63,6 +63,7 @@ from ._sqlite_sql import (
     SELECT_LIVE_RECORDS,
     SELECT_OLDEST_LIVE,
     SELECT_STORE_DOC,
+    SELECT_STORE_INFO,
     SELECT_VALUE,
     STORE_EXISTS,
     UPDATE_EXPIRY,
@@ -268,7 +269,7 @@ class SQLiteBackend(Backend):
                 del pool.handles[path]
                 pool.abandoned.append(handle)  # see _forget_inherited_connections
 
-        conn, read_only = self._open(path, stat)
+        conn, read_only = self._open(path, stat, context, store)
         handle = _Handle(conn, identity)
         if read_only:
             handle.pooled = False  # read afresh each call: the owner may write
@@ -303,8 +304,10 @@ class SQLiteBackend(Backend):
             if handle is not None:
                 pool.abandoned.append(handle)
 
-    def _open(self, path: str, stat: os.stat_result) -> tuple[sqlite3.Connection, bool]:
-        """Open an existing store file and check that it is one of ours.
+    def _open(
+        self, path: str, stat: os.stat_result, context: str | None, store: str
+    ) -> tuple[sqlite3.Connection, bool]:
+        """Open an existing store file and check that it is this store's.
 
         Returns the connection and whether it only reads the file as it stands
         (see :func:`_is_readable_as_it_stands`).
@@ -338,6 +341,19 @@ class SQLiteBackend(Backend):
             raise CorruptStoreError(
                 f"{path} has schema version {version}, newer than this localstore "
                 f"understands ({SCHEMA_VERSION}); upgrade localstore",
+                path,
+            )
+        try:
+            recorded = conn.execute(SELECT_STORE_INFO).fetchone()
+        except BaseException:
+            conn.close()
+            raise
+        if recorded != (store, context):  # a file copied or renamed by hand
+            conn.close()
+            raise CorruptStoreError(
+                f"{path} records store {recorded and recorded[0]!r} of dataset_id "
+                f"{recorded and recorded[1]!r}, not store {store!r} of {context!r}; "
+                "it was left as it is",
                 path,
             )
         logger.debug("opened store file %s%s", path, " (read-only)" * read_only)
@@ -892,6 +908,9 @@ def _give_back_free_pages(conn: sqlite3.Connection) -> None:
         return
     try:
         conn.execute("VACUUM")
+        # The vacuumed copy sits in the WAL until a checkpoint; make it now, so
+        # the space comes back while the process runs.
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
     except sqlite3.OperationalError as exc:
         logger.debug("left free pages in place: %s", exc)
 

@@ -74,6 +74,7 @@ STORE_EXISTS = (
     "SELECT EXISTS (SELECT 1 FROM store_doc) OR (SELECT key_count FROM store_info) > "
     "(SELECT count(*) FROM keys WHERE expires_at IS NOT NULL AND expires_at <= :now)"
 )
+SELECT_STORE_INFO = "SELECT store_name, dataset_id FROM store_info"
 SELECT_STORE_DOC = "SELECT metadata, created_at, updated_at, policy FROM store_doc"
 SELECT_OLDEST_LIVE = f"SELECT min(created_at) FROM keys WHERE {_LIVE}"
 UPSERT_KEY = f"""

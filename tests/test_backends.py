@@ -568,6 +568,7 @@ def _json_store(tmp_path: Path) -> tuple[ExecutionStoreService, Path]:
         ('"value": 1', '"value": {"$bytes": "!!"}'),
         ('"value": 1', '"value": {"$date": "yesterday"}'),
         ('"k":', '"__store__":'),
+        ('"k":', '"":'),
     ],
 )
 def test_hand_damaged_json_value_raises_corrupt_store_error(tmp_path, find, replace):
@@ -579,6 +580,8 @@ def test_hand_damaged_json_value_raises_corrupt_store_error(tmp_path, find, repl
 
     with pytest.raises(CorruptStoreError):
         service.get_key("p", "k")
+    with pytest.raises(CorruptStoreError, match="left as it is"):
+        service.set_key("p", "k2", 1)
 
     assert service.get_key("other", "k").value == 2
     assert path.read_bytes() == damaged
@@ -594,6 +597,22 @@ def test_json_file_with_non_strict_json_is_not_rewritten(tmp_path, replace):
         service.set_key("p", "k2", 1)
 
     assert service.list_stores() == ["other"]
+    assert path.read_bytes() == damaged
+
+
+@pytest.mark.parametrize(
+    "replace", ['"value": 18446744073709551616', '"value": {"$dict": [[1, 2]]}']
+)
+def test_json_write_refuses_to_carry_an_unstorable_hand_written_value(
+    tmp_path, replace
+):
+    service, path = _json_store(tmp_path)
+    path.write_text(path.read_text().replace('"value": 1', replace, 1))
+    damaged = path.read_bytes()
+
+    with pytest.raises(CorruptStoreError, match="under key 'k'"):
+        service.set_key("p", "k2", 1)
+
     assert path.read_bytes() == damaged
 
 

@@ -12,6 +12,7 @@ import os
 import pickle
 import random
 import re
+import shutil
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -201,3 +202,18 @@ def test_package_never_calls_an_unpickler_or_eval() -> None:
     ]
 
     assert uses == []
+
+
+def test_a_sqlite_file_copied_under_another_store_name_is_refused(tmp_path):
+    service = ExecutionStoreService(root=tmp_path)
+    service.set_key("alpha", "k", "alpha's")
+    alpha = Path(service.repo.store_path(None, "alpha"))
+    beta = alpha.with_name("beta.sqlite")
+    shutil.copyfile(alpha, beta)
+    copied = beta.read_bytes()
+
+    with pytest.raises(CorruptStoreError, match="records store 'alpha'"):
+        service.get_value("beta", "k")
+
+    assert service.list_stores() == ["alpha"]
+    assert beta.read_bytes() == copied
