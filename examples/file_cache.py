@@ -38,11 +38,22 @@ def parse_args() -> argparse.Namespace:
         "--root",
         help="localstore root (default: $LOCALSTORE_ROOT or the user data directory)",
     )
-    parser.add_argument("--backend", default="sqlite", help="sqlite (default) or json")
+    parser.add_argument(
+        "--backend",
+        default="sqlite",
+        choices=["sqlite", "json"],
+        help="default: sqlite",
+    )
     parser.add_argument("--clear", action="store_true", help="forget the cache first")
     args = parser.parse_args()
     if not os.path.isdir(args.directory):
         parser.error(f"{args.directory!r} is not a directory")
+    if (
+        args.root is not None
+        and os.path.exists(args.root)
+        and not os.path.isdir(args.root)
+    ):
+        parser.error(f"--root {args.root!r} is not a directory")
     return args
 
 

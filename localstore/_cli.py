@@ -125,7 +125,7 @@ def _keys(args: argparse.Namespace) -> int:
         _print_json(keys)
     else:
         for key in keys:
-            print(key)
+            print(_printable(key))
     return 0
 
 

@@ -153,8 +153,9 @@ def _check_json(path: str) -> str | None:
     try:
         with open(path, encoding="utf-8") as file:
             data = json.load(file, parse_constant=reject)
-    except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
-        return f"is not valid JSON: {exc}"
+    # UnicodeDecodeError is a ValueError; RecursionError: nesting too deep to parse.
+    except (OSError, ValueError, RecursionError) as exc:
+        return f"is not valid JSON: {exc!r}"
     if not isinstance(data, dict):
         return f"holds a JSON {type(data).__name__} where a store object belongs"
     return None

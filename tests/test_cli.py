@@ -733,3 +733,20 @@ def test_ls_escapes_control_characters_in_store_names(root):
     assert "new\\nline\\x1b[31m" in listing
     assert "\x1b" not in listing
     assert len(listing.splitlines()) == 2
+
+
+def test_keys_escapes_control_characters(root):
+    ok(root, "set", "s", "e\x1b[2Jx", "1")
+
+    assert ok(root, "keys", "s") == "e\\x1b[2Jx\n"
+
+
+def test_doctor_reports_a_json_store_nested_too_deep(root):
+    ok(root, "--backend", "json", "set", "s", "k", "1")
+    path = next(root.rglob("s.json"))
+    path.write_text("[" * 100_000 + "]" * 100_000)
+
+    result = run(root, "--backend", "json", "doctor")
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
