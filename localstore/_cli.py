@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from typing import Any, NamedTuple, TypeVar
 
 from . import _codec
@@ -242,7 +243,8 @@ def _export(args: argparse.Namespace) -> int:
     context, repo = service.dataset_id, service.repo
     for store in args.stores:
         _require_store(service, store)
-    stores = list(dict.fromkeys(args.stores)) or service.list_stores()
+    with _counting_warnings() as left_out:  # a listing skips damaged stores
+        stores = list(dict.fromkeys(args.stores)) or service.list_stores()
 
     def lines() -> Iterator[bytes]:
         for store in _progress(stores, "exporting store"):
@@ -258,7 +260,33 @@ def _export(args: argparse.Namespace) -> int:
         sys.stdout.buffer.flush()
     else:
         _write_file(args.output, lines())
+    if left_out.count:
+        raise CommandError(f"the export lacks {left_out.count} damaged store(s)")
     return 0
+
+
+class _WarningCounter(logging.Handler):
+    """Print localstore's warnings on stderr, as the command's own, and count them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+        print(f"localstore: warning: {record.getMessage()}", file=sys.stderr)
+
+
+@contextmanager
+def _counting_warnings() -> Iterator[_WarningCounter]:
+    """Count the warnings localstore logs inside the block."""
+    counter = _WarningCounter()
+    logger = logging.getLogger("localstore")
+    logger.addHandler(counter)
+    try:
+        yield counter
+    finally:
+        logger.removeHandler(counter)
 
 
 def _import(args: argparse.Namespace) -> int:

@@ -750,3 +750,16 @@ def test_doctor_reports_a_json_store_nested_too_deep(root):
 
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
+
+
+def test_export_of_a_context_with_a_damaged_store_exports_the_rest_and_exits_1(root):
+    ok(root, "set", "good", "k", "1")
+    ok(root, "set", "bad", "k", "2")
+    next(root.rglob("bad.sqlite")).write_bytes(b"not a database" * 100)
+
+    result = run(root, "export")
+
+    assert result.returncode == 1
+    assert '"store_name":"good"' in result.stdout
+    assert "bad.sqlite" in result.stderr
+    assert "lacks 1 damaged store" in result.stderr
