@@ -127,18 +127,9 @@ class _Watcher(threading.Thread):
         logger.debug("watcher started")
         while not self.stopping.wait(POLL_INTERVAL):
             for watch in self.registry.current_watches():
-                try:
-                    events = watch.poll()
-                except Exception:
-                    # A store that cannot be read now (a removed root, a busy
-                    # file) is tried again at the next poll.
-                    logger.exception(
-                        "could not read store %r of context %r for subscribers",
-                        watch.store,
-                        watch.context,
-                    )
-                    continue
-                _deliver(watch, events)
+                # A store that cannot be read now (a removed root, a busy file)
+                # is tried again at the next poll.
+                _read_and_deliver(watch, watch.poll)
         logger.debug("watcher stopped")
 
 
@@ -249,16 +240,21 @@ def store_changed(repo: Backend, context: str | None, store: str | None) -> None
         ]
 
     for watch in watches:
-        try:
-            events = watch.refresh()
-        except Exception:
-            logger.exception(
-                "could not read store %r of context %r for subscribers",
-                watch.store,
-                watch.context,
-            )
-            continue
-        _deliver(watch, events)
+        _read_and_deliver(watch, watch.refresh)
+
+
+def _read_and_deliver(watch: _Watch, read: Callable[[], list[ChangeEvent]]) -> None:
+    """Read a watched store's changes and deliver them; log a store that fails."""
+    try:
+        events = read()
+    except Exception:
+        logger.exception(
+            "could not read store %r of context %r for subscribers",
+            watch.store,
+            watch.context,
+        )
+        return
+    _deliver(watch, events)
 
 
 def _deliver(watch: _Watch, events: list[ChangeEvent]) -> None:

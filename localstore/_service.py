@@ -311,10 +311,7 @@ class ExecutionStoreService:
         policy = check_policy(policy)
         wanted = _codec.normalize(expected)
         text = _codec.encode(value)
-        now = now_micros()
-        expires_at = expiry(ttl, now)
-        if expires_at is not None:
-            policy = "evict"
+        now, expires_at, policy = _timing(ttl, policy)
 
         def matches(current: str) -> bool:
             return bool(_codec.decode(current) == wanted)
@@ -342,10 +339,7 @@ class ExecutionStoreService:
         encoded = [
             (check_key(key), _codec.encode(value)) for key, value in _pairs(items)
         ]
-        now = now_micros()
-        expires_at = expiry(ttl, now)
-        if expires_at is not None:
-            policy = "evict"
+        now, expires_at, policy = _timing(ttl, policy)
         if encoded:
             self._repo.set_keys(self._context, store, encoded, expires_at, policy, now)
             _tell_subscribers(self._repo, self._context, store)
@@ -583,10 +577,7 @@ class ExecutionStoreService:
         key = check_key(key)
         policy = check_policy(policy)
         text = _codec.encode(value)
-        now = now_micros()
-        expires_at = expiry(ttl, now)
-        if expires_at is not None:
-            policy = "evict"
+        now, expires_at, policy = _timing(ttl, policy)
         return self._repo.set_key(
             self._context,
             store,
@@ -632,6 +623,16 @@ class ExecutionStoreService:
             updated_at=to_datetime(record.updated_at),
             policy=_POLICIES[record.policy],
         )
+
+
+def _timing(ttl: Any, policy: str) -> tuple[int, int | None, str]:
+    """Return the time now, when a key set now with ``ttl`` expires, and its policy.
+
+    A TTL makes the key evictable, whatever policy was asked for.
+    """
+    now = now_micros()
+    expires_at = expiry(ttl, now)
+    return now, expires_at, "evict" if expires_at is not None else policy
 
 
 def _pairs(items: Any) -> list[tuple[Any, Any]]:

@@ -69,6 +69,7 @@ from ._sqlite_sql import (
     UPDATE_EXPIRY,
     UPDATE_POLICY,
     UPSERT_KEY,
+    UPSERT_KEY_QUIETLY,
 )
 from .errors import (
     CorruptStoreError,
@@ -455,7 +456,7 @@ class SQLiteBackend(Backend):
             if conn is None:
                 return None
             row = conn.execute(SELECT_VALUE, (key, now)).fetchone()
-        return None if row is None else str(row[0])
+        return None if row is None else row[0]
 
     def has_key(self, context: str | None, store: str, key: str, now: int) -> bool:
         """Tell whether the key is live."""
@@ -520,7 +521,7 @@ class SQLiteBackend(Backend):
                     }
                     for key, value in items
                 )
-                conn.executemany(UPSERT_KEY.replace("RETURNING created_at", ""), rows)
+                conn.executemany(UPSERT_KEY_QUIETLY, rows)
 
     def compare_and_set_key(
         self,

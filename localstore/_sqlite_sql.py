@@ -77,27 +77,24 @@ STORE_EXISTS = (
 SELECT_STORE_INFO = "SELECT store_name, dataset_id FROM store_info"
 SELECT_STORE_DOC = "SELECT metadata, created_at, updated_at, policy FROM store_doc"
 SELECT_OLDEST_LIVE = f"SELECT min(created_at) FROM keys WHERE {_LIVE}"
-UPSERT_KEY = f"""
-INSERT INTO keys (key, value, created_at, updated_at, expires_at, policy)
-VALUES (:key, :value, :now, :now, :expires_at, :policy)
-ON CONFLICT (key) DO UPDATE SET
+# Every write of a key sets these from the new row; only created_at differs.
+_SET_FROM_NEW_ROW = """
     value = excluded.value,
-    created_at = CASE WHEN {_LIVE.replace("expires_at", "keys.expires_at")}
-        THEN keys.created_at ELSE excluded.created_at END,
     updated_at = excluded.updated_at,
     expires_at = excluded.expires_at,
-    policy = excluded.policy
-RETURNING created_at
+    policy = excluded.policy,"""
+_INSERT_KEY = f"""
+INSERT INTO keys ({_KEY_COLUMNS})
+VALUES (:key, :value, :now, :now, :expires_at, :policy)
+ON CONFLICT (key) DO UPDATE SET{_SET_FROM_NEW_ROW}
 """
-INSERT_KEY_IF_ABSENT = """
-INSERT INTO keys (key, value, created_at, updated_at, expires_at, policy)
-VALUES (:key, :value, :now, :now, :expires_at, :policy)
-ON CONFLICT (key) DO UPDATE SET
-    value = excluded.value,
-    created_at = excluded.created_at,
-    updated_at = excluded.updated_at,
-    expires_at = excluded.expires_at,
-    policy = excluded.policy
+# created_at survives an overwrite of a live key; an expired one is inserted anew.
+UPSERT_KEY_QUIETLY = f"""{_INSERT_KEY}    created_at = CASE
+        WHEN keys.expires_at IS NULL OR keys.expires_at > :now THEN keys.created_at
+        ELSE excluded.created_at END
+"""
+UPSERT_KEY = UPSERT_KEY_QUIETLY + "RETURNING created_at"
+INSERT_KEY_IF_ABSENT = f"""{_INSERT_KEY}    created_at = excluded.created_at
 WHERE keys.expires_at IS NOT NULL AND keys.expires_at <= :now
 RETURNING created_at
 """
@@ -113,12 +110,8 @@ SELECT_LIVE_RECORDS = f"SELECT {_KEY_COLUMNS} FROM keys WHERE {_LIVE} ORDER BY k
 _LOAD_KEY = f"""
 INSERT INTO keys ({_KEY_COLUMNS})
 VALUES (:key, :value, :created_at, :updated_at, :expires_at, :policy)
-ON CONFLICT (key) DO UPDATE SET
-    value = excluded.value,
-    created_at = excluded.created_at,
-    updated_at = excluded.updated_at,
-    expires_at = excluded.expires_at,
-    policy = excluded.policy
+ON CONFLICT (key) DO UPDATE SET{_SET_FROM_NEW_ROW}
+    created_at = excluded.created_at
 """
 LOAD_KEY_REPLACING = _LOAD_KEY + "RETURNING 1"
 LOAD_KEY_IF_ABSENT = (

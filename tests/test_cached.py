@@ -33,6 +33,21 @@ class Calls:
         return len(self.args)
 
 
+def _run_twice(script: str, cwd: Path) -> list[str]:
+    """Run ``python -c script`` in two fresh processes; return what each printed."""
+    return [
+        subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout.strip()
+        for _ in range(2)
+    ]
+
+
 def test_second_call_with_same_arguments_is_served_from_the_store(
     localstore_service: ExecutionStoreService,
 ) -> None:
@@ -116,17 +131,7 @@ def test_keys_are_the_same_in_another_process(localstore_root: Path) -> None:
         "print(cached_module.label.cache_key(7, when=dt.datetime(2024, 1, 2)))"
     )
 
-    keys = [
-        subprocess.run(
-            [sys.executable, "-c", script],
-            cwd=module.parent,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=60,
-        ).stdout.strip()
-        for _ in range(2)
-    ]
+    keys = _run_twice(script, module.parent)
 
     assert keys[0] == keys[1]
     assert len(keys[0]) == 64
@@ -149,17 +154,7 @@ def test_result_cached_by_one_process_is_served_to_another(
     )
     script = "import slow_module; print(slow_module.work(1)['pid'])"
 
-    pids = [
-        subprocess.run(
-            [sys.executable, "-c", script],
-            cwd=module.parent,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=60,
-        ).stdout.strip()
-        for _ in range(2)
-    ]
+    pids = _run_twice(script, module.parent)
 
     assert pids[0] == pids[1]
 
