@@ -14,7 +14,7 @@ import time
 
 from ._paths import GLOBAL_CONTEXT_DIR, decode_name
 from ._service import BACKENDS, open_backend
-from ._sqlite import _uri
+from ._sqlite_files import sqlite_uri
 from ._sqlite_sql import APPLICATION_ID, SCHEMA_VERSION
 from .errors import LocalStoreError
 
@@ -125,7 +125,7 @@ def _check_temporary(path: str) -> str | None:
 def _check_sqlite(path: str) -> str | None:
     """Run SQLite's integrity check and check the marks of a localstore file."""
     try:
-        conn = sqlite3.connect(_uri(path, "ro"), uri=True, timeout=5.0)
+        conn = sqlite3.connect(sqlite_uri(path, "ro"), uri=True, timeout=5.0)
         try:
             app_id = conn.execute("PRAGMA application_id").fetchone()[0]
             version = conn.execute("PRAGMA user_version").fetchone()[0]

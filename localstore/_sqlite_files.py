@@ -1,0 +1,464 @@
+"""The SQLite backend's files: creating, opening and checking them, and pooling.
+
+A store file is created complete under a temporary name and renamed into place,
+under the context directory's ``filelock`` lock: the only lock localstore takes
+itself. Once open, a file's connection stays in the process's pool, shared by
+threads under a lock, at most :data:`MAX_OPEN_FILES` at once.
+
+Before a call uses a pooled connection, the file's identity (device and inode)
+is compared with the path's, so that a file that was deleted or replaced behind
+the pool's back (say, a test removed its temporary root) is not used.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sqlite3
+import threading
+import time
+from collections import OrderedDict
+from stat import S_ISLNK
+from types import TracebackType
+
+from ._layout import FileLayout, list_directory, make_private_dirs
+from ._sqlite_errors import is_shm_error, raise_converted
+from ._sqlite_sql import (
+    APPLICATION_ID,
+    INSERT_STORE_INFO,
+    SCHEMA,
+    SCHEMA_VERSION,
+    SELECT_STORE_INFO,
+)
+from .errors import CorruptStoreError, LockTimeoutError
+
+__all__ = ["MAX_OPEN_FILES", "SUFFIX", "StoreFiles", "sqlite_uri"]
+
+logger = logging.getLogger(__name__)
+
+SUFFIX = ".sqlite"
+
+#: How many store files one process keeps open at most (each holds 3 descriptors).
+MAX_OPEN_FILES = 64
+
+
+class _Handle:
+    """An open connection to one store file, and the lock its users take turns on."""
+
+    __slots__ = ("closed", "conn", "identity", "lock", "pooled", "timeout")
+
+    def __init__(self, conn: sqlite3.Connection, identity: tuple[int, int]) -> None:
+        self.conn = conn
+        self.identity = identity
+        self.lock = threading.Lock()
+        self.closed = False
+        self.pooled = True
+        self.timeout = -1.0
+
+
+class _Pool:
+    """The process's open store files, least recently used first."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.handles: OrderedDict[str, _Handle] = OrderedDict()
+        self.abandoned: list[_Handle] = []
+
+
+_pool = _Pool()
+
+
+def _forget_inherited_connections() -> None:
+    """In a forked child, drop the parent's connections without closing them.
+
+    Closing would run SQLite's last-connection cleanup on files the parent is
+    still using; the parent's locks are not the child's to release.
+    """
+    global _pool
+    inherited = _pool
+    _pool = _Pool()
+    _pool.abandoned = [*inherited.abandoned, *inherited.handles.values()]
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_inherited_connections)
+
+
+class Connection:
+    """One call's hold on a store's connection (see :meth:`StoreFiles.connect`).
+
+    A class rather than a generator-based context manager, because every call
+    enters one: it costs a few microseconds less.
+    """
+
+    __slots__ = ("context", "create", "files", "handle", "path", "store")
+
+    def __init__(
+        self,
+        files: StoreFiles,
+        path: str,
+        context: str | None,
+        store: str,
+        create: bool,
+    ) -> None:
+        self.files = files
+        self.path = path
+        self.context = context
+        self.store = store
+        self.create = create
+        self.handle: _Handle | None = None
+
+    def __enter__(self) -> sqlite3.Connection | None:
+        try:
+            return self._acquire()
+        except BaseException as exc:
+            self.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+
+    def _acquire(self) -> sqlite3.Connection | None:
+        """Take the lock of the store's handle; return its connection, or None."""
+        files = self.files
+        while True:
+            handle = files.handle(self.path, self.context, self.store, self.create)
+            if handle is None:
+                return None
+            handle.lock.acquire()
+            if not handle.closed:
+                break
+            handle.lock.release()  # evicted between lookup and lock: look again
+        self.handle = handle
+        if handle.timeout != files.timeout:
+            milliseconds = int(files.timeout * 1000)
+            handle.conn.execute(f"PRAGMA busy_timeout = {milliseconds}")
+            handle.timeout = files.timeout
+        return handle.conn
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        handle, self.handle = self.handle, None
+        try:
+            if handle is not None:
+                try:
+                    if exc is None and not handle.pooled:
+                        handle.conn.close()
+                finally:
+                    handle.lock.release()
+        except BaseException as error:  # closing the connection failed
+            raise_converted(error, self.path)
+            raise
+        if exc is not None:
+            raise_converted(exc, self.path)
+
+
+class StoreFiles:
+    """The store files of one root and collection, and their pooled connections.
+
+    :param timeout: seconds to wait for SQLite's locks and the creation lock.
+    """
+
+    def __init__(self, root: str, collection: str, timeout: float) -> None:
+        self.layout = FileLayout(root, collection, SUFFIX, self.read_info)
+        self.timeout = timeout
+
+    def connect(self, context: str | None, store: str, *, create: bool) -> Connection:
+        """Return a ``with`` context that gives the store's open connection.
+
+        It gives ``None`` if the store has no file; with ``create`` the file is
+        made first when missing. SQLite and OS errors raised inside are
+        converted to :class:`~localstore.errors.LocalStoreError` subclasses.
+        """
+        path = self.layout.store_path(context, store)
+        return Connection(self, path, context, store, create)
+
+    def identity(self, context: str | None, store: str) -> tuple[int, int] | None:
+        """Return the device and inode of the store's pooled file, if it is open."""
+        handle = _pool.handles.get(self.layout.store_path(context, store))
+        return None if handle is None else handle.identity
+
+    def handle(
+        self, path: str, context: str | None, store: str, create: bool
+    ) -> _Handle | None:
+        """Return the pooled handle of ``path``, opening (or creating) it if needed."""
+        # The one filesystem check per call: it notices a file that was deleted
+        # or replaced behind our back (say, a test removed its temporary root).
+        # lstat, so that a symbolic link planted in place of the file is seen.
+        try:
+            stat = os.lstat(path)
+        except FileNotFoundError:
+            if not create:
+                self._discard(path)
+                return None
+            self._create(path, context, store)
+            stat = os.lstat(path)
+        identity = (stat.st_dev, stat.st_ino)
+
+        pool = _pool
+        with pool.lock:
+            handle = pool.handles.get(path)
+            if handle is not None:
+                if handle.identity == identity:
+                    pool.handles.move_to_end(path)
+                    return handle
+                del pool.handles[path]
+                pool.abandoned.append(handle)  # see _forget_inherited_connections
+
+        conn, read_only = self._open(path, stat, context, store)
+        handle = _Handle(conn, identity)
+        if read_only:
+            handle.pooled = False  # read afresh each call: the owner may write
+            return handle
+        with pool.lock:
+            existing = pool.handles.get(path)
+            if existing is not None and existing.identity == identity:
+                handle.conn.close()  # another thread won the race
+                return existing
+            pool.handles[path] = handle
+            evicted = _evict_over_limit(pool)
+        for old in evicted:
+            with old.lock:
+                old.closed = True
+                old.conn.close()
+        return handle
+
+    def _discard(self, path: str) -> None:
+        """Forget the handle of a file that no longer exists."""
+        pool = _pool
+        with pool.lock:
+            handle = pool.handles.pop(path, None)
+            if handle is not None:
+                pool.abandoned.append(handle)
+
+    def _open(
+        self, path: str, stat: os.stat_result, context: str | None, store: str
+    ) -> tuple[sqlite3.Connection, bool]:
+        """Open an existing store file and check that it is this store's.
+
+        Returns the connection and whether it only reads the file as it stands
+        (see :func:`_is_readable_as_it_stands`).
+        """
+        _refuse_links(path, stat)
+        conn, read_only = self._connect_file(sqlite_uri(path, "rw")), False
+        try:
+            try:
+                conn.execute("PRAGMA synchronous = NORMAL")
+                app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            except sqlite3.OperationalError as exc:
+                if not _is_readable_as_it_stands(path, exc):
+                    raise
+                conn.close()
+                conn = self._connect_file(sqlite_uri(path, "ro") + "&immutable=1")
+                read_only = True
+                app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except BaseException:
+            conn.close()
+            raise
+        if app_id != APPLICATION_ID or version < 1:
+            conn.close()
+            raise CorruptStoreError(
+                f"{path} is not a localstore store file (application id "
+                f"{app_id:#x}, schema version {version}); it was left as it is",
+                path,
+            )
+        if version > SCHEMA_VERSION:
+            conn.close()
+            raise CorruptStoreError(
+                f"{path} has schema version {version}, newer than this localstore "
+                f"understands ({SCHEMA_VERSION}); upgrade localstore",
+                path,
+            )
+        try:
+            recorded = conn.execute(SELECT_STORE_INFO).fetchone()
+        except BaseException:
+            conn.close()
+            raise
+        if recorded != (store, context):  # a file copied or renamed by hand
+            conn.close()
+            raise CorruptStoreError(
+                f"{path} records store {recorded and recorded[0]!r} of dataset_id "
+                f"{recorded and recorded[1]!r}, not store {store!r} of {context!r}; "
+                "it was left as it is",
+                path,
+            )
+        logger.debug("opened store file %s%s", path, " (read-only)" * read_only)
+        return conn, read_only
+
+    def _connect_file(self, uri: str) -> sqlite3.Connection:
+        """Open a SQLite connection for the pool (autocommit, shared by threads)."""
+        return sqlite3.connect(
+            uri,
+            uri=True,
+            timeout=self.timeout,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+
+    def _create(self, path: str, context: str | None, store: str) -> None:
+        """Create a store file, complete, under the context's creation lock.
+
+        The file is built under a temporary name and renamed into place, so a
+        crash leaves no half-made store: only a temporary file that ``doctor``
+        reports.
+        """
+        directory = os.path.dirname(path)
+        make_private_dirs(directory)
+        import uuid  # imported late, as filelock: it imports platform (milliseconds)
+
+        from filelock import FileLock  # imported late: only creation needs it
+
+        lock = FileLock(
+            os.path.join(directory, ".lock"), timeout=self.timeout, mode=0o600
+        )
+        try:
+            lock.acquire()
+        except TimeoutError as exc:
+            raise LockTimeoutError(
+                f"timed out after {self.timeout} s waiting for {lock.lock_file}",
+                lock.lock_file,
+            ) from exc
+        try:
+            if os.path.exists(path):
+                return
+            _remove_abandoned_temporaries(directory)
+            temporary = f"{path}.{uuid.uuid4().hex}.tmp"
+            try:
+                _initialize(temporary, context, store)
+                _flush_to_disk(temporary)
+                os.rename(temporary, path)
+            finally:
+                for leftover in (temporary, temporary + "-wal", temporary + "-shm"):
+                    if os.path.lexists(leftover):
+                        os.unlink(leftover)
+            logger.debug("created store file %s", path)
+        finally:
+            lock.release()
+
+    def read_info(self, path: str) -> tuple[str, str | None] | None:
+        """Read the store name and dataset id recorded inside a store file."""
+        try:
+            conn = sqlite3.connect(
+                sqlite_uri(path, "ro"), uri=True, timeout=self.timeout
+            )
+            try:
+                row = conn.execute(SELECT_STORE_INFO).fetchone()
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            logger.warning("skipping %s: not a readable store file", path)
+            return None
+        return None if row is None else (str(row[0]), row[1])
+
+    def close(self) -> None:
+        """Close the connections to this collection's files that no call is using."""
+        prefix = self.layout.collection_dir + os.sep
+        with _pool.lock:
+            mine = [path for path in _pool.handles if path.startswith(prefix)]
+            handles = [_pool.handles.pop(path) for path in mine]
+        for handle in handles:
+            with handle.lock:
+                handle.closed = True
+                handle.conn.close()
+
+
+def _evict_over_limit(pool: _Pool) -> list[_Handle]:
+    """Take the least recently used handles out of a pool that is too full."""
+    evicted = []
+    while len(pool.handles) > MAX_OPEN_FILES:
+        _, old = pool.handles.popitem(last=False)
+        evicted.append(old)
+    return evicted
+
+
+def _initialize(path: str, context: str | None, store: str) -> None:
+    """Write a new, empty store file at ``path``."""
+    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | _NOFOLLOW, 0o600))
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        # The file is not visible under its real name yet, so the statements
+        # need no transaction around them, and no flush to disk of their own:
+        # the caller flushes the finished file once, before renaming it.
+        conn.execute("PRAGMA synchronous = OFF")
+        conn.executescript(f"BEGIN;\n{SCHEMA}")  # one transaction: quicker
+        conn.execute(
+            INSERT_STORE_INFO,
+            {"store_name": store, "dataset_id": context, "now": time.time_ns() // 1000},
+        )
+        conn.execute("COMMIT")
+        # WAL last: until here every page went straight into the file, so a
+        # full disk raised instead of leaving pages in a WAL file that the
+        # caller deletes (closing ignores a checkpoint that fails).
+        conn.execute("PRAGMA journal_mode = WAL")
+    finally:
+        conn.close()
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def _is_readable_as_it_stands(path: str, exc: sqlite3.OperationalError) -> bool:
+    """Tell whether a file that failed to open may be read without its -shm file.
+
+    A reader of a WAL file needs a -shm file, which cannot be made in a
+    directory we may not write, nor on a full disk. With no -wal file (or an
+    empty one) every write is in the file itself, which SQLite can then read as
+    it stands (``immutable``).
+    """
+    if not is_shm_error(exc):
+        return False
+    try:
+        return os.path.getsize(path + "-wal") == 0
+    except FileNotFoundError:
+        return True
+
+
+def _refuse_links(path: str, stat: os.stat_result) -> None:
+    """Raise if a store file or its WAL files are symbolic links.
+
+    SQLite follows links, so writing through a planted link would change its
+    target; localstore never creates one.
+    """
+    links = [path] if S_ISLNK(stat.st_mode) else []
+    links += [name for name in (path + "-wal", path + "-shm") if os.path.islink(name)]
+    if links:
+        raise CorruptStoreError(
+            f"{links[0]} is a symbolic link, which localstore never follows; "
+            "it was left as it is",
+            path,
+        )
+
+
+def _flush_to_disk(path: str) -> None:
+    """Flush a finished file's bytes to disk before it is renamed into place."""
+    fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+_TEMPORARY = re.compile(r"\.sqlite\.[0-9a-f]{32}\.tmp(-wal|-shm|-journal)?\Z")
+
+
+def _remove_abandoned_temporaries(directory: str) -> None:
+    """Delete half-made store files that a killed process left in ``directory``.
+
+    Only called under the context's creation lock, and only creators under that
+    lock make such files, so every one found is abandoned.
+    """
+    for entry in list_directory(directory):
+        if _TEMPORARY.search(entry):
+            os.unlink(os.path.join(directory, entry))  # a planted link: only it goes
+            logger.debug("removed abandoned temporary file %s in %s", entry, directory)
+
+
+def sqlite_uri(path: str, mode: str) -> str:
+    """Return the SQLite URI of a file path, escaping what a URI would misread."""
+    escaped = path.replace("%", "%25").replace("?", "%3F").replace("#", "%23")
+    if os.sep == "\\":
+        escaped = "/" + escaped.replace("\\", "/")
+    return f"file:{escaped}?mode={mode}"
