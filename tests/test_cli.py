@@ -725,6 +725,20 @@ def test_readme_documents_every_subcommand_and_option():
                     assert option in readme, f"README lacks {option} of {name}"
 
 
+def test_every_subcommand_prints_its_help_and_exits_0(root):
+    commands = build_parser()._subparsers._group_actions[0].choices  # no API
+
+    overview = run(root, "--help")
+
+    assert overview.returncode == 0, overview.stderr
+    for name, sub in commands.items():
+        result = run(root, name, "--help")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith(f"usage: localstore {name} ")
+        assert sub.description in result.stdout
+        assert f"    {name} " in overview.stdout
+
+
 def test_ls_escapes_control_characters_in_store_names(root):
     ok(root, "set", "new\nline\x1b[31m", "k", "1")
 

@@ -1,0 +1,110 @@
+"""What the ``localstore`` subcommands share: the service, their error, their output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, TypeVar
+
+from ._service import ExecutionStoreService
+from ._state import describe_context
+from .errors import LocalStoreError
+
+__all__ = [
+    "CommandError",
+    "context_label",
+    "open_service",
+    "plural",
+    "print_json",
+    "print_table",
+    "printable",
+    "require_store",
+    "show_progress",
+]
+
+_T = TypeVar("_T")
+
+
+class CommandError(LocalStoreError):
+    """A store, key or file named on the command line is missing or unusable."""
+
+
+def open_service(
+    args: argparse.Namespace, *, collection: str | None = None
+) -> ExecutionStoreService:
+    """Open the service the global options select, or that of another collection.
+
+    :func:`localstore._cli.main` closes it when the command ends.
+    """
+    service = ExecutionStoreService(
+        dataset_id=args.dataset,
+        collection_name=collection or args.collection,
+        root=args.root,
+        backend=args.backend,
+    )
+    args.opened.append(service)
+    return service
+
+
+def require_store(service: ExecutionStoreService, store: str) -> None:
+    """Raise :class:`CommandError` unless the store exists in the context."""
+    if not service.has_store(store):
+        raise CommandError(
+            f"no store {store!r} in {describe_context(service.dataset_id)}"
+        )
+
+
+def show_progress(items: Sequence[_T], label: str) -> Iterator[_T]:
+    """Yield ``items``, counting them on stderr when stderr is a terminal."""
+    if not sys.stderr.isatty():
+        yield from items
+        return
+    try:
+        for done, item in enumerate(items, start=1):
+            sys.stderr.write(f"\r{label} {done}/{len(items)}")
+            sys.stderr.flush()
+            yield item
+    finally:
+        sys.stderr.write("\r\033[K")  # erase the counter line
+        sys.stderr.flush()
+
+
+def plural(count: int, word: str, plural_form: str | None = None) -> str:
+    """Return ``word`` or its plural, to agree with ``count``."""
+    return word if count == 1 else plural_form or word + "s"
+
+
+def context_label(context: str | None) -> str:
+    """Name a context in a table cell."""
+    return "(global)" if context is None else context
+
+
+def print_json(data: Any) -> None:
+    """Print machine-readable output."""
+    print(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+def print_table(
+    header: list[str] | None, rows: list[list[str]], numeric: Iterable[str] = ()
+) -> None:
+    """Print rows in aligned columns; columns named in ``numeric`` align right."""
+    # A name may hold a newline or a terminal escape: print such cells escaped.
+    rows = [[printable(cell) for cell in row] for row in rows]
+    lines = rows if header is None else [header, *rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    right = {header.index(name) for name in numeric} if header else set()
+    for line in lines:
+        cells = [
+            cell.rjust(width) if i in right else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(line, widths, strict=True))
+        ]
+        print("  ".join(cells).rstrip())
+
+
+def printable(text: str) -> str:
+    """Return ``text`` with control characters written as Python escapes."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
