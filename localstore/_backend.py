@@ -112,6 +112,23 @@ class Backend(abc.ABC):
         key is live.
         """
 
+    def put_key(
+        self,
+        context: str | None,
+        store: str,
+        key: str,
+        value: str,
+        expires_at: int | None,
+        policy: str,
+        now: int,
+    ) -> None:
+        """Write a key as :meth:`set_key` does, returning nothing.
+
+        For ``ExecutionStore.set``, which returns nothing; a backend may do it
+        faster.
+        """
+        self.set_key(context, store, key, value, expires_at, policy, now)
+
     @abc.abstractmethod
     def set_keys(
         self,

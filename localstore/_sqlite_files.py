@@ -5,9 +5,12 @@ under the context directory's ``filelock`` lock: the only lock localstore takes
 itself. Once open, a file's connection stays in the process's pool, shared by
 threads under a lock, at most :data:`MAX_OPEN_FILES` at once.
 
-Before a call uses a pooled connection, the file's identity (device and inode)
-is compared with the path's, so that a file that was deleted or replaced behind
-the pool's back (say, a test removed its temporary root) is not used.
+A file deleted or replaced behind the pool's back (say, a test removed its
+temporary root) must not be used: its connection would read data that is gone
+and write where no one reads. Comparing the path's identity (device and inode,
+one ``lstat``) with the open file's costs 1-3 µs, as much as a whole read of a
+key, so reads do it on a service's first use of a file and then at most every
+:data:`RECHECK_SECONDS`; every write does it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import threading
 import time
 from collections import OrderedDict
 from stat import S_ISLNK
+from time import monotonic
 from types import TracebackType
 
 from ._layout import FileLayout, list_directory, make_private_dirs
@@ -27,6 +31,9 @@ from ._sqlite_errors import is_shm_error, raise_converted
 from ._sqlite_sql import (
     APPLICATION_ID,
     INSERT_STORE_INFO,
+    MIGRATE_FROM_VERSION_1,
+    NOW_FUNCTION,
+    PURGE_EXPIRED,
     SCHEMA,
     SCHEMA_VERSION,
     SELECT_STORE_INFO,
@@ -42,11 +49,26 @@ SUFFIX = ".sqlite"
 #: How many store files one process keeps open at most (each holds 3 descriptors).
 MAX_OPEN_FILES = 64
 
+#: How long a read may trust a check that the path still names the open file.
+RECHECK_SECONDS = 0.1
+
+#: Every how many writes through one connection expired keys are purged.
+PURGE_EVERY = 32
+
 
 class _Handle:
     """An open connection to one store file, and the lock its users take turns on."""
 
-    __slots__ = ("closed", "conn", "identity", "lock", "pooled", "timeout")
+    __slots__ = (
+        "checked_at",
+        "closed",
+        "conn",
+        "identity",
+        "lock",
+        "pooled",
+        "timeout",
+        "writes",
+    )
 
     def __init__(self, conn: sqlite3.Connection, identity: tuple[int, int]) -> None:
         self.conn = conn
@@ -55,6 +77,8 @@ class _Handle:
         self.closed = False
         self.pooled = True
         self.timeout = -1.0
+        self.checked_at = monotonic()  # when the path last named this file
+        self.writes = 0  # counts writes, to purge expired keys every so many
 
 
 class _Pool:
@@ -92,7 +116,7 @@ class Connection:
     enters one: it costs a few microseconds less.
     """
 
-    __slots__ = ("context", "create", "files", "handle", "path", "store")
+    __slots__ = ("context", "create", "files", "handle", "path", "store", "writes")
 
     def __init__(
         self,
@@ -101,12 +125,14 @@ class Connection:
         context: str | None,
         store: str,
         create: bool,
+        writes: bool,
     ) -> None:
         self.files = files
         self.path = path
         self.context = context
         self.store = store
         self.create = create
+        self.writes = writes or create
         self.handle: _Handle | None = None
 
     def __enter__(self) -> sqlite3.Connection | None:
@@ -119,14 +145,22 @@ class Connection:
     def _acquire(self) -> sqlite3.Connection | None:
         """Take the lock of the store's handle; return its connection, or None."""
         files = self.files
+        handle = _pool.handles.get(self.path)  # a dict read needs no pool lock
         while True:
-            handle = files.handle(self.path, self.context, self.store, self.create)
-            if handle is None:
-                return None
+            if (
+                handle is None
+                or self.writes
+                or handle.checked_at < files.opened_at
+                or monotonic() - handle.checked_at > RECHECK_SECONDS
+            ):
+                handle = files.handle(self.path, self.context, self.store, self.create)
+                if handle is None:
+                    return None
             handle.lock.acquire()
             if not handle.closed:
                 break
             handle.lock.release()  # evicted between lookup and lock: look again
+            handle = None
         self.handle = handle
         if handle.timeout != files.timeout:
             milliseconds = int(files.timeout * 1000)
@@ -144,6 +178,8 @@ class Connection:
         try:
             if handle is not None:
                 try:
+                    if exc is None and self.writes:
+                        _purge_now_and_then(handle, self.path)
                     if exc is None and not handle.pooled:
                         handle.conn.close()
                 finally:
@@ -164,16 +200,23 @@ class StoreFiles:
     def __init__(self, root: str, collection: str, timeout: float) -> None:
         self.layout = FileLayout(root, collection, SUFFIX, self.read_info)
         self.timeout = timeout
+        # Files checked before this object existed are checked again on first
+        # use: a new service sees at once what was deleted before it was made.
+        self.opened_at = monotonic()
 
-    def connect(self, context: str | None, store: str, *, create: bool) -> Connection:
+    def connect(
+        self, context: str | None, store: str, *, create: bool = False, writes: bool
+    ) -> Connection:
         """Return a ``with`` context that gives the store's open connection.
 
         It gives ``None`` if the store has no file; with ``create`` the file is
-        made first when missing. SQLite and OS errors raised inside are
-        converted to :class:`~localstore.errors.LocalStoreError` subclasses.
+        made first when missing. Say whether the call ``writes``: a write always
+        checks that the path still names the open file. SQLite and OS errors
+        raised inside are converted to
+        :class:`~localstore.errors.LocalStoreError` subclasses.
         """
         path = self.layout.store_path(context, store)
-        return Connection(self, path, context, store, create)
+        return Connection(self, path, context, store, create, writes)
 
     def identity(self, context: str | None, store: str) -> tuple[int, int] | None:
         """Return the device and inode of the store's pooled file, if it is open."""
@@ -203,6 +246,7 @@ class StoreFiles:
             if handle is not None:
                 if handle.identity == identity:
                     pool.handles.move_to_end(path)
+                    handle.checked_at = monotonic()
                     return handle
                 del pool.handles[path]
                 pool.abandoned.append(handle)  # see _forget_inherited_connections
@@ -236,7 +280,7 @@ class StoreFiles:
     def _open(
         self, path: str, stat: os.stat_result, context: str | None, store: str
     ) -> tuple[sqlite3.Connection, bool]:
-        """Open an existing store file and check that it is this store's.
+        """Open an existing store file, check that it is this store's, upgrade it.
 
         Returns the connection and whether it only reads the file as it stands
         (see :func:`_is_readable_as_it_stands`).
@@ -246,57 +290,33 @@ class StoreFiles:
         try:
             try:
                 conn.execute("PRAGMA synchronous = NORMAL")
-                app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+                conn.execute("PRAGMA application_id").fetchone()
             except sqlite3.OperationalError as exc:
                 if not _is_readable_as_it_stands(path, exc):
                     raise
                 conn.close()
                 conn = self._connect_file(sqlite_uri(path, "ro") + "&immutable=1")
                 read_only = True
-                app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            version = _check_store_file(conn, path, context, store)
+            if version < SCHEMA_VERSION and not read_only:
+                _upgrade(conn, path)
         except BaseException:
             conn.close()
             raise
-        if app_id != APPLICATION_ID or version < 1:
-            conn.close()
-            raise CorruptStoreError(
-                f"{path} is not a localstore store file (application id "
-                f"{app_id:#x}, schema version {version}); it was left as it is",
-                path,
-            )
-        if version > SCHEMA_VERSION:
-            conn.close()
-            raise CorruptStoreError(
-                f"{path} has schema version {version}, newer than this localstore "
-                f"understands ({SCHEMA_VERSION}); upgrade localstore",
-                path,
-            )
-        try:
-            recorded = conn.execute(SELECT_STORE_INFO).fetchone()
-        except BaseException:
-            conn.close()
-            raise
-        if recorded != (store, context):  # a file copied or renamed by hand
-            conn.close()
-            raise CorruptStoreError(
-                f"{path} records store {recorded and recorded[0]!r} of dataset_id "
-                f"{recorded and recorded[1]!r}, not store {store!r} of {context!r}; "
-                "it was left as it is",
-                path,
-            )
         logger.debug("opened store file %s%s", path, " (read-only)" * read_only)
         return conn, read_only
 
     def _connect_file(self, uri: str) -> sqlite3.Connection:
         """Open a SQLite connection for the pool (autocommit, shared by threads)."""
-        return sqlite3.connect(
+        conn = sqlite3.connect(
             uri,
             uri=True,
             timeout=self.timeout,
             isolation_level=None,
             check_same_thread=False,
         )
+        conn.create_function(NOW_FUNCTION, 0, _now_micros)
+        return conn
 
     def _create(self, path: str, context: str | None, store: str) -> None:
         """Create a store file, complete, under the context's creation lock.
@@ -363,6 +383,71 @@ class StoreFiles:
             with handle.lock:
                 handle.closed = True
                 handle.conn.close()
+
+
+def _purge_now_and_then(handle: _Handle, path: str) -> None:
+    """Every :data:`PURGE_EVERY` writes through a handle, delete some expired keys.
+
+    Expired keys read as absent already; this keeps a store written with TTLs
+    from growing until the next sweep. The write has happened: a purge that
+    fails (another writer holds the lock too long) is left for the next one.
+    """
+    handle.writes += 1
+    if handle.writes % PURGE_EVERY:
+        return
+    try:
+        handle.conn.execute(PURGE_EXPIRED, (_now_micros(),))
+    except sqlite3.OperationalError as exc:
+        logger.debug("left expired keys of %s for later: %s", path, exc)
+
+
+def _now_micros() -> int:
+    """Return the time now in microseconds since the Unix epoch (``NOW_FUNCTION``)."""
+    return time.time_ns() // 1000
+
+
+def _check_store_file(
+    conn: sqlite3.Connection, path: str, context: str | None, store: str
+) -> int:
+    """Raise unless the file is a localstore file of this store; return its version."""
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+    if app_id != APPLICATION_ID or version < 1:
+        raise CorruptStoreError(
+            f"{path} is not a localstore store file (application id "
+            f"{app_id:#x}, schema version {version}); it was left as it is",
+            path,
+        )
+    if version > SCHEMA_VERSION:
+        raise CorruptStoreError(
+            f"{path} has schema version {version}, newer than this localstore "
+            f"understands ({SCHEMA_VERSION}); upgrade localstore",
+            path,
+        )
+    recorded = conn.execute(SELECT_STORE_INFO).fetchone()
+    if recorded != (store, context):  # a file copied or renamed by hand
+        raise CorruptStoreError(
+            f"{path} records store {recorded and recorded[0]!r} of dataset_id "
+            f"{recorded and recorded[1]!r}, not store {store!r} of {context!r}; "
+            "it was left as it is",
+            path,
+        )
+    return version
+
+
+def _upgrade(conn: sqlite3.Connection, path: str) -> None:
+    """Bring a store file of an older schema version to this one, atomically."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # Another process may have upgraded it while this one waited for the lock.
+        if conn.execute("PRAGMA user_version").fetchone()[0] == 1:
+            for statement in MIGRATE_FROM_VERSION_1:
+                conn.execute(statement)
+            logger.debug("upgraded store file %s to schema version 2", path)
+        conn.execute("COMMIT")
+    finally:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
 
 
 def _evict_over_limit(pool: _Pool) -> list[_Handle]:

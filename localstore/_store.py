@@ -84,13 +84,13 @@ class ExecutionStore:
         :param ttl: seconds until the key expires; ``None`` for never.
         """
         chosen = self._default_policy if policy is None else policy
-        # Not set_key: it would decode the value again into a KeyDocument, only
-        # for this method to drop it.
-        self._service._set_key(self.store_name, key, value, ttl, chosen)
+        # Not set_key: it would read the key back into a KeyDocument, only for
+        # this method to drop it.
+        self._service._put_key(self.store_name, key, value, ttl, chosen)
 
     def set_cache(self, key: str, value: Any, ttl: float | None = None) -> None:
         """Set a key with the ``"evict"`` policy, so :meth:`clear_cache` removes it."""
-        self._service._set_key(self.store_name, key, value, ttl, "evict")
+        self._service._put_key(self.store_name, key, value, ttl, "evict")
 
     def set_if_absent(self, key: str, value: Any, ttl: float | None = None) -> bool:
         """Set a key only if it has no live value; return whether it was set."""

@@ -1,0 +1,183 @@
+"""The SQLite backend's files: schema upgrades, files replaced behind it, purges."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from localstore import ExecutionStore, ExecutionStoreService
+from localstore._sqlite_files import PURGE_EVERY, RECHECK_SECONDS
+from localstore._sqlite_sql import SCHEMA_VERSION
+
+# A store file as localstore 0.1.0 wrote it: schema version 1, keys counted by
+# triggers into store_info.key_count.
+VERSION_1_SCHEMA = """
+CREATE TABLE store_info (
+    id INTEGER PRIMARY KEY CHECK (id = 1), store_name TEXT NOT NULL,
+    dataset_id TEXT, created_at INTEGER NOT NULL, key_count INTEGER NOT NULL);
+CREATE TABLE store_doc (
+    id INTEGER PRIMARY KEY CHECK (id = 1), metadata TEXT,
+    created_at INTEGER NOT NULL, updated_at INTEGER, policy TEXT NOT NULL);
+CREATE TABLE keys (
+    key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL, created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL, expires_at INTEGER, policy TEXT NOT NULL);
+CREATE INDEX keys_by_expiry ON keys (expires_at) WHERE expires_at IS NOT NULL;
+CREATE TRIGGER keys_added AFTER INSERT ON keys
+    BEGIN UPDATE store_info SET key_count = key_count + 1; END;
+CREATE TRIGGER keys_removed AFTER DELETE ON keys
+    BEGIN UPDATE store_info SET key_count = key_count - 1; END;
+PRAGMA application_id = 1280529487;
+PRAGMA user_version = 1;
+"""
+
+
+def write_version_1_store(path: Path, store: str, keys: dict[str, str]) -> None:
+    """Write a schema version 1 store file holding ``keys`` (JSON texts)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.executescript(VERSION_1_SCHEMA)
+    conn.execute("INSERT INTO store_info VALUES (1, ?, NULL, 1, 0)", (store,))
+    for key, text in keys.items():
+        conn.execute(
+            "INSERT INTO keys VALUES (?, ?, 1000, 1000, NULL, 'persist')", (key, text)
+        )
+    conn.execute("INSERT INTO keys VALUES ('old', '1', 1000, 1000, 2000, 'evict')")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.close()
+
+
+def test_version_1_store_is_upgraded_on_open_and_keeps_its_keys(tmp_path):
+    service = ExecutionStoreService(root=tmp_path)
+    path = Path(service.repo.store_path(None, "s"))
+    write_version_1_store(path, "s", {"a": '{"x": 1}', "b": "[1, 2]"})
+
+    assert service.get_value("s", "a") == {"x": 1}
+    assert service.count_keys("s") == 2  # "old" expired long ago
+    service.set_key("s", "c", 3)
+    service.delete_key("s", "a")
+
+    assert service.list_keys("s") == ["b", "c"]
+    assert service.count_keys("s") == 2
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert (
+        conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall()
+        == []
+    )
+    conn.close()
+
+
+def upgrade_and_write(root: str, worker: int) -> None:
+    """Open a version 1 store (upgrading it, or finding it upgraded) and write."""
+    service = ExecutionStoreService(root=root)
+    for i in range(20):
+        service.set_key("s", f"w{worker}-{i}", i)
+
+
+@pytest.mark.timeout(60)
+def test_processes_opening_a_version_1_store_at_once_all_upgrade_it_safely(
+    tmp_path, start
+):
+    path = Path(ExecutionStoreService(root=tmp_path).repo.store_path(None, "s"))
+    write_version_1_store(path, "s", {"a": "1"})
+
+    children = [start(upgrade_and_write, str(tmp_path), w) for w in range(4)]
+    for child in children:
+        child.join(50)
+
+    assert [child.exitcode for child in children] == [0, 0, 0, 0]
+    service = ExecutionStoreService(root=tmp_path)
+    assert service.count_keys("s") == 81
+    assert service.get_value("s", "w3-19") == 19
+
+
+def test_new_key_gets_one_time_and_an_exact_ttl(tmp_path):
+    service = ExecutionStoreService(root=tmp_path)
+    store = ExecutionStore("s", service)
+
+    store.set("k", 1, ttl=2.5)
+    doc = service.get_key("s", "k")
+
+    assert doc.created_at == doc.updated_at
+    assert (doc.expires_at - doc.updated_at).total_seconds() == 2.5
+
+
+@pytest.mark.timeout(30)
+def test_store_set_after_a_lock_wait_counts_its_ttl_from_the_write(tmp_path):
+    service = ExecutionStoreService(root=tmp_path, timeout=5)
+    store = ExecutionStore("s", service)
+    store.set("existing", 0)
+    blocker = sqlite3.connect(
+        service.repo.store_path(None, "s"),
+        isolation_level=None,
+        check_same_thread=False,
+    )
+    blocker.execute("BEGIN IMMEDIATE")
+    threading.Timer(0.6, lambda: blocker.execute("ROLLBACK")).start()
+
+    store.set("k", "v", ttl=0.5)
+
+    assert store.get("k") == "v"
+    blocker.close()
+
+
+def test_a_new_service_sees_a_removed_root_at_once(tmp_path):
+    root = tmp_path / "root"
+    ExecutionStoreService(root=root).set_key("s", "k", "before")
+    ExecutionStoreService(root=root).get_value("s", "k")  # pooled and checked
+    shutil.rmtree(root)
+
+    service = ExecutionStoreService(root=root)
+
+    assert service.get_value("s", "k") is None
+    assert service.list_stores() == []
+
+
+def test_a_write_after_the_root_was_removed_lands_in_a_new_file(tmp_path):
+    root = tmp_path / "root"
+    service = ExecutionStoreService(root=root)
+    service.set_key("s", "k", "before")
+    shutil.rmtree(root)
+
+    service.set_key("s", "other", "after")
+
+    assert service.get_value("s", "k") is None
+    assert ExecutionStoreService(root=root).get_value("s", "other") == "after"
+
+
+def test_a_read_sees_a_replaced_file_within_the_recheck_time(tmp_path):
+    service = ExecutionStoreService(root=tmp_path)
+    service.set_key("s", "k", "old file")
+    path = Path(service.repo.store_path(None, "s"))
+    other = ExecutionStoreService(root=tmp_path / "elsewhere")
+    other.set_key("s", "k", "new file")
+    other.close()
+    assert service.get_value("s", "k") == "old file"
+
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    Path(other.repo.store_path(None, "s")).replace(path)
+    time.sleep(RECHECK_SECONDS * 1.5)
+
+    assert service.get_value("s", "k") == "new file"
+
+
+def test_writes_purge_expired_keys_now_and_then(tmp_path):
+    service = ExecutionStoreService(root=tmp_path)
+    service.set_keys("s", {f"gone-{i}": i for i in range(100)}, ttl=1e-6)
+    time.sleep(0.01)
+    path = service.repo.store_path(None, "s")
+
+    for i in range(PURGE_EVERY):
+        service.set_key("s", f"live-{i}", i)
+
+    conn = sqlite3.connect(path)
+    rows = conn.execute("SELECT count(*) FROM keys WHERE key LIKE 'gone-%'").fetchone()
+    conn.close()
+    assert rows[0] == 0
+    assert service.count_keys("s") == PURGE_EVERY
