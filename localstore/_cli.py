@@ -11,6 +11,7 @@ convention), 130 on Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -55,14 +56,21 @@ def _checked(check: Callable[[Any], Any]) -> Callable[[str], str]:
 
 
 def _ttl(text: str) -> float:
-    """Parse ``--ttl``: seconds, a number greater than 0."""
+    """Parse ``--ttl``: seconds, greater than 0 and ending by the year 9999."""
     try:
         seconds = float(text)
-        expiry(seconds, now_micros())
-    except ValueError as exc:  # LocalStoreError's InvalidArgumentError is one too
+    except ValueError:
+        seconds = math.nan  # rejected just below, naming the text as typed
+    if not math.isfinite(seconds) or seconds <= 0:
         raise argparse.ArgumentTypeError(
             f"TTL must be a number of seconds greater than 0, not {text!r}"
-        ) from exc
+        )
+
+    # The library knows the latest expiry a store can hold.
+    try:
+        expiry(seconds, now_micros(), "TTL")
+    except LocalStoreError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return seconds
 
 

@@ -21,6 +21,7 @@ from ._cli_common import (
 )
 from ._documents import to_datetime
 from ._export import FIELDS, document_line, iso, to_json
+from ._layout import list_directory
 from ._paths import resolve_root
 from ._state import describe_context
 from ._validate import now_micros
@@ -140,6 +141,9 @@ def run_doctor(args: argparse.Namespace) -> int:
     from ._doctor import examine_root  # imported late: only this command needs it
 
     root, source = resolve_root(args.root)
+    # A root that is a file (or lies under one) holds no stores, but is no healthy
+    # root either: refuse it as every other command does.
+    list_directory(root)
     checked, problems = examine_root(root)
 
     if args.json:

@@ -62,19 +62,22 @@ def run_set(args: argparse.Namespace) -> int:
 def run_rm(args: argparse.Namespace) -> int:
     """Delete keys of a store, or the whole store when no key is given."""
     service = open_service(args)
-    where = f"store {args.store!r} of {describe_context(service.dataset_id)}"
+    context = describe_context(service.dataset_id)
     if not args.keys:
         if service.delete_store(args.store) is None:
-            raise CommandError(f"no {where}")
+            raise CommandError(f"no store {args.store!r} in {context}")
         return 0
 
     # Check every key first, so that a mistyped one deletes nothing (another
     # process may still delete a key in between: then that key is reported).
+    # A key named twice is deleted once.
     require_store(service, args.store)
-    missing = [key for key in args.keys if not service.has_key(args.store, key)]
+    keys = list(dict.fromkeys(args.keys))
+    where = f"store {args.store!r} of {context}"
+    missing = [key for key in keys if not service.has_key(args.store, key)]
     if missing:
         raise CommandError(f"no key {', '.join(map(repr, missing))} in {where}")
-    gone = [key for key in args.keys if not service.delete_key(args.store, key)]
+    gone = [key for key in keys if not service.delete_key(args.store, key)]
     if gone:
         raise CommandError(f"no key {', '.join(map(repr, gone))} in {where}")
     return 0
@@ -150,12 +153,19 @@ def run_export(args: argparse.Namespace) -> int:
     else:
         _write_file(args.output, lines())
     if left_out.count:
-        raise CommandError(f"the export lacks {left_out.count} damaged store(s)")
+        damaged = f"{left_out.count} damaged {plural(left_out.count, 'store')}"
+        raise CommandError(f"the export lacks {damaged}")
     return 0
 
 
 def run_import(args: argparse.Namespace) -> int:
     """Load an export file, skipping (or with --replace overwriting) existing keys."""
+    if args.dataset is not None:
+        args.parser.error(
+            "--dataset does not apply to import: each line of an export names its "
+            "own context"
+        )
+
     name = "standard input" if args.file == "-" else args.file
     try:
         if args.file == "-":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
 import math
 import os
@@ -190,6 +191,15 @@ def test_rm_of_a_missing_key_deletes_nothing_and_exits_1(root):
     assert ok(root, "keys", "s") == "a\nb\n"
 
 
+def test_rm_of_a_key_named_twice_deletes_it_once_and_exits_0(root):
+    ok(root, "set", "s", "a", "0")
+    ok(root, "set", "s", "b", "0")
+
+    ok(root, "rm", "s", "a", "a")
+
+    assert ok(root, "keys", "s") == "b\n"
+
+
 def test_commands_use_the_dataset_context_and_collection(root, open_service):
     open_service(dataset_id="d1", collection_name="other").set_key("s", "k", "scoped")
 
@@ -268,7 +278,7 @@ def test_ls_of_an_empty_root_says_there_are_no_stores(root):
         (["get", "s", "nope"], "no key 'nope' in store 's' of the global context"),
         (["get", "nope", "k"], "no store 'nope' in the global context"),
         (["keys", "nope"], "no store 'nope' in the global context"),
-        (["rm", "nope"], "no store 'nope' of the global context"),
+        (["rm", "nope"], "no store 'nope' in the global context"),
         (["clear-cache", "nope"], "no store 'nope' in the global context"),
         (["export", "nope"], "no store 'nope' in the global context"),
         (["--dataset", "d9", "get", "s", "k"], "no store 's' in dataset 'd9'"),
@@ -293,6 +303,7 @@ def test_a_missing_store_or_key_prints_one_line_and_exits_1(root, args, message)
         (["set", "s", "k", '{"$float": "Nope"}'], "malformed"),
         (["set", "s", "k", "1", "--ttl", "0"], "TTL must be a number"),
         (["set", "s", "k", "1", "--ttl", "soon"], "TTL must be a number"),
+        (["set", "s", "k", "1", "--ttl", "1e300"], "ends after the year 9999"),
         (["set", "s", "k", "1", "--policy", "keep"], "invalid choice"),
         (["set", "s", "__store__", "1"], "reserved"),
         (["get", "", "k"], "must not be empty"),
@@ -585,6 +596,20 @@ def test_import_of_a_bad_line_exits_2_and_writes_nothing(
     assert ok(root, "ls") == "(no stores)\n"
 
 
+def test_import_refuses_the_dataset_option_and_writes_nothing(root, tmp_path):
+    path = tmp_path / "dump.jsonl"
+    path.write_text(_line() + "\n")
+
+    before = run(root, "--dataset", "d1", "import", str(path))
+    after = run(root, "import", str(path), "--dataset", "d1")
+
+    for result in (before, after):
+        assert result.returncode == 2
+        assert result.stderr.startswith("usage: localstore import")
+        assert "--dataset does not apply to import" in result.stderr
+    assert ok(root, "ls", "--all") == "(no stores)\n"
+
+
 def test_import_of_a_missing_file_exits_1(root, tmp_path):
     result = run(root, "import", str(tmp_path / "nope.jsonl"))
 
@@ -602,6 +627,23 @@ def test_doctor_passes_on_a_healthy_root(root, open_service):
     report = json.loads(ok(root, "--json", "doctor"))
 
     assert report == {"root": str(root), "checked": 2, "problems": []}
+
+
+@pytest.mark.parametrize("below", [[], ["sub"]])
+def test_doctor_refuses_a_root_that_is_a_file_as_ls_does(tmp_path, below):
+    (tmp_path / "file").write_text("")
+    root = tmp_path.joinpath("file", *below)
+
+    listed = run(root, "ls")
+    checked = run(root, "doctor")
+
+    assert (listed.returncode, checked.returncode) == (1, 1)
+    assert checked.stdout == ""
+    assert checked.stderr == (
+        f"localstore: [Errno {errno.ENOTDIR}] {root} is not a directory "
+        "(is the root a file?)\n"
+    )
+    assert listed.stderr.endswith(" is not a directory (is the root a file?)\n")
 
 
 def test_doctor_reports_damaged_foreign_and_leftover_files_and_exits_1(
@@ -776,4 +818,4 @@ def test_export_of_a_context_with_a_damaged_store_exports_the_rest_and_exits_1(r
     assert result.returncode == 1
     assert '"store_name":"good"' in result.stdout
     assert "bad.sqlite" in result.stderr
-    assert "lacks 1 damaged store" in result.stderr
+    assert result.stderr.endswith("localstore: the export lacks 1 damaged store\n")
