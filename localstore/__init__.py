@@ -5,13 +5,6 @@
 plugin code written against either runs on both.
 """
 
-from typing import TYPE_CHECKING, Any
-
-from ._backend import Backend
-from ._cache import CachedFunction, cached
-from ._context import OfflineContext
-from ._copy import copy_root
-from ._documents import KeyDocument, KeyPolicy, StoreDocument
 from ._service import ExecutionStoreService, open_backend
 from ._store import ExecutionStore
 from .errors import (
@@ -26,7 +19,15 @@ from .errors import (
     StorePermissionError,
 )
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
+    from ._backend import Backend
+    from ._cache import CachedFunction, cached
+    from ._context import OfflineContext
+    from ._copy import copy_root
+    from ._documents import KeyDocument, KeyPolicy, StoreDocument
     from ._notify import ChangeEvent
 
 __version__ = "0.1.0"
@@ -56,11 +57,31 @@ __all__ = [
     "open_backend",
 ]
 
+# Imported on first use: together they cost a short process that reads one key
+# more than the rest of the package (dataclasses alone pulls in inspect and ast).
+_LAZY = {
+    "Backend": "._backend",
+    "CachedFunction": "._cache",
+    "cached": "._cache",
+    "ChangeEvent": "._notify",
+    "OfflineContext": "._context",
+    "copy_root": "._copy",
+    "KeyDocument": "._documents",
+    "KeyPolicy": "._documents",
+    "StoreDocument": "._documents",
+}
 
-def __getattr__(name: str) -> Any:
-    # ChangeEvent's module starts threads and logs; import it only when asked.
-    if name == "ChangeEvent":
-        from ._notify import ChangeEvent
 
-        return ChangeEvent
-    raise AttributeError(f"module 'localstore' has no attribute {name!r}")
+def __getattr__(name: str) -> "Any":
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'localstore' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value  # later lookups find it without this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -7,10 +7,9 @@ import enum
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["STORE_KEY", "KeyDocument", "KeyPolicy", "StoreDocument", "utcnow"]
+from ._validate import STORE_KEY
 
-#: The key under which FiftyOne keeps a store's own document; reserved here.
-STORE_KEY = "__store__"
+__all__ = ["STORE_KEY", "KeyDocument", "KeyPolicy", "StoreDocument", "utcnow"]
 
 _EPOCH = dt.datetime(1970, 1, 1)
 

@@ -10,16 +10,15 @@ long to encode whole is read back from inside its file, through the backend's
 from __future__ import annotations
 
 import errno
-import logging
 import os
 from collections.abc import Callable
 
+from . import _log
 from ._paths import GLOBAL_CONTEXT_DIR, decode_name, encode_name
 from .errors import LocalStoreError, StoreIOError, StorePermissionError
 
 __all__ = ["FileLayout", "list_directory", "make_private_dirs", "os_error"]
 
-logger = logging.getLogger(__name__)
 
 #: Reads the store name and dataset id recorded inside a store file, or ``None``.
 ReadInfo = Callable[[str], "tuple[str, str | None] | None"]
@@ -89,7 +88,9 @@ class FileLayout:
         """Read the exact store name recorded inside a file with a hashed name."""
         info = self._read_info(path)
         if info is None or encode_name(info[0]) + self.suffix != os.path.basename(path):
-            logger.warning("skipping %s: its recorded name does not match", path)
+            _log.warning(
+                __name__, "skipping %s: its recorded name does not match", path
+            )
             return None
         return info[0]
 

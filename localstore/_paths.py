@@ -14,7 +14,6 @@ name is always also recorded inside the store file.
 from __future__ import annotations
 
 import os
-import string
 
 __all__ = [
     "GLOBAL_CONTEXT_DIR",
@@ -30,7 +29,7 @@ ROOT_ENV_VAR = "LOCALSTORE_ROOT"
 #: The directory of the global context; ``@`` never appears in an encoded name.
 GLOBAL_CONTEXT_DIR = "@global"
 
-_SAFE = frozenset(string.ascii_lowercase + string.digits + "-_")
+_SAFE = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
 _MAX_ENCODED = 120
 _HASH_CHARS = 32
 _RESERVED = frozenset(

@@ -6,11 +6,9 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
 
 from . import _codec
 from ._backend import Backend, KeyRecord, StoreRecord
-from ._documents import KeyDocument, KeyPolicy, StoreDocument, to_datetime
 from ._paths import resolve_root
 from ._validate import (
     check_dataset_id,
@@ -23,7 +21,11 @@ from ._validate import (
 )
 from .errors import ArgumentTypeError, CorruptStoreError, InvalidArgumentError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
+    from ._documents import KeyDocument, StoreDocument
     from ._notify import ChangeEvent
 
 __all__ = ["BACKENDS", "DEFAULT_COLLECTION", "ExecutionStoreService", "open_backend"]
@@ -38,8 +40,6 @@ BACKENDS = {
     "memory": "localstore._memory:MemoryBackend",
     "mongodb": "localstore._mongodb:MongoBackend",
 }
-
-_POLICIES = {"persist": KeyPolicy.PERSIST, "evict": KeyPolicy.EVICT}
 
 
 def open_backend(
@@ -599,9 +599,13 @@ class ExecutionStoreService:
 
     def _key_doc(self, store: str, record: KeyRecord) -> KeyDocument:
         """Turn a backend record into the document the API returns."""
+        # Imported here: dataclasses costs milliseconds that a process which
+        # only gets and sets values need not pay.
+        from ._documents import KeyDocument, KeyPolicy, to_datetime
+
         try:
             times = [to_datetime(t) for t in record[2:5]]
-            policy = _POLICIES[record.policy]
+            policy = KeyPolicy(record.policy)
         except (TypeError, ValueError, OverflowError, KeyError) as exc:
             # Only a file edited by hand holds such a record.
             raise CorruptStoreError(
@@ -623,13 +627,15 @@ class ExecutionStoreService:
         store: str, record: StoreRecord, context: str | None
     ) -> StoreDocument:
         """Turn a backend store record into a :class:`StoreDocument`."""
+        from ._documents import KeyPolicy, StoreDocument, to_datetime
+
         return StoreDocument(
             store_name=store,
             value=None if record.metadata is None else _codec.decode(record.metadata),
             dataset_id=context,
             created_at=to_datetime(record.created_at),  # type: ignore[arg-type]  # never None
             updated_at=to_datetime(record.updated_at),
-            policy=_POLICIES[record.policy],
+            policy=KeyPolicy(record.policy),
         )
 
 

@@ -18,11 +18,11 @@ same path. ``delete_store`` therefore empties the file in place.
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 from collections.abc import Callable
 from types import TracebackType
 
+from . import _log
 from ._backend import Backend, KeyRecord, StoreRecord, catch_up
 from ._sqlite_files import StoreFiles
 from ._sqlite_sql import (
@@ -61,7 +61,6 @@ from .errors import CorruptStoreError, LocalStoreError, StoreExistsError
 
 __all__ = ["SQLiteBackend"]
 
-logger = logging.getLogger(__name__)
 
 #: Free pages (of 4 KiB) an emptied store may keep before delete_store vacuums it.
 _VACUUM_FREE_PAGES = 256
@@ -361,7 +360,7 @@ class SQLiteBackend(Backend):
             try:
                 exists = self.has_store(context, store, now)
             except CorruptStoreError as exc:
-                logger.warning("leaving out a damaged store: %s", exc)
+                _log.warning(__name__, "leaving out a damaged store: %s", exc)
                 continue
             if exists:
                 names.append(store)
@@ -387,11 +386,13 @@ class SQLiteBackend(Backend):
                 try:
                     deleted = self._sweep_store(context, store, now)
                 except CorruptStoreError as exc:
-                    logger.warning("not sweeping a damaged store: %s", exc)
+                    _log.warning(__name__, "not sweeping a damaged store: %s", exc)
                     continue
                 if deleted:
                     counts[(context, store)] = deleted
-                    logger.debug("swept %d expired keys from %r", deleted, store)
+                    _log.debug(
+                        __name__, "swept %d expired keys from %r", deleted, store
+                    )
         return counts
 
     def _sweep_store(self, context: str | None, store: str, now: int) -> int:
@@ -490,7 +491,7 @@ def _give_back_free_pages(conn: sqlite3.Connection) -> None:
         # the space comes back while the process runs.
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
     except sqlite3.OperationalError as exc:
-        logger.debug("left free pages in place: %s", exc)
+        _log.debug(__name__, "left free pages in place: %s", exc)
 
 
 def _prefix_end(prefix: str) -> str | None:

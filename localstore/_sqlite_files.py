@@ -15,17 +15,17 @@ key, so reads do it on a service's first use of a file and then at most every
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import sqlite3
-import threading
 import time
+from _thread import allocate_lock  # threading.Lock, without importing threading
 from collections import OrderedDict
 from stat import S_ISLNK
 from time import monotonic
 from types import TracebackType
 
+from . import _log
 from ._layout import FileLayout, list_directory, make_private_dirs
 from ._sqlite_errors import is_shm_error, raise_converted
 from ._sqlite_sql import (
@@ -42,7 +42,6 @@ from .errors import CorruptStoreError, LockTimeoutError
 
 __all__ = ["MAX_OPEN_FILES", "SUFFIX", "StoreFiles", "sqlite_uri"]
 
-logger = logging.getLogger(__name__)
 
 SUFFIX = ".sqlite"
 
@@ -73,7 +72,7 @@ class _Handle:
     def __init__(self, conn: sqlite3.Connection, identity: tuple[int, int]) -> None:
         self.conn = conn
         self.identity = identity
-        self.lock = threading.Lock()
+        self.lock = allocate_lock()
         self.closed = False
         self.pooled = True
         self.timeout = -1.0
@@ -85,7 +84,7 @@ class _Pool:
     """The process's open store files, least recently used first."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        self.lock = allocate_lock()
         self.handles: OrderedDict[str, _Handle] = OrderedDict()
         self.abandoned: list[_Handle] = []
 
@@ -303,7 +302,7 @@ class StoreFiles:
         except BaseException:
             conn.close()
             raise
-        logger.debug("opened store file %s%s", path, " (read-only)" * read_only)
+        _log.debug(__name__, "opened store file %s%s", path, " (read-only)" * read_only)
         return conn, read_only
 
     def _connect_file(self, uri: str) -> sqlite3.Connection:
@@ -354,7 +353,7 @@ class StoreFiles:
                 for leftover in (temporary, temporary + "-wal", temporary + "-shm"):
                     if os.path.lexists(leftover):
                         os.unlink(leftover)
-            logger.debug("created store file %s", path)
+            _log.debug(__name__, "created store file %s", path)
         finally:
             lock.release()
 
@@ -369,7 +368,7 @@ class StoreFiles:
             finally:
                 conn.close()
         except sqlite3.Error:
-            logger.warning("skipping %s: not a readable store file", path)
+            _log.warning(__name__, "skipping %s: not a readable store file", path)
             return None
         return None if row is None else (str(row[0]), row[1])
 
@@ -398,7 +397,7 @@ def _purge_now_and_then(handle: _Handle, path: str) -> None:
     try:
         handle.conn.execute(PURGE_EXPIRED, (_now_micros(),))
     except sqlite3.OperationalError as exc:
-        logger.debug("left expired keys of %s for later: %s", path, exc)
+        _log.debug(__name__, "left expired keys of %s for later: %s", path, exc)
 
 
 def _now_micros() -> int:
@@ -443,7 +442,7 @@ def _upgrade(conn: sqlite3.Connection, path: str) -> None:
         if conn.execute("PRAGMA user_version").fetchone()[0] == 1:
             for statement in MIGRATE_FROM_VERSION_1:
                 conn.execute(statement)
-            logger.debug("upgraded store file %s to schema version 2", path)
+            _log.debug(__name__, "upgraded store file %s to schema version 2", path)
         conn.execute("COMMIT")
     finally:
         if conn.in_transaction:
@@ -538,7 +537,9 @@ def _remove_abandoned_temporaries(directory: str) -> None:
     for entry in list_directory(directory):
         if _TEMPORARY.search(entry):
             os.unlink(os.path.join(directory, entry))  # a planted link: only it goes
-            logger.debug("removed abandoned temporary file %s in %s", entry, directory)
+            _log.debug(
+                __name__, "removed abandoned temporary file %s in %s", entry, directory
+            )
 
 
 def sqlite_uri(path: str, mode: str) -> str:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
 
-from ._documents import KeyDocument
 from ._service import ExecutionStoreService
 from ._validate import check_name, check_policy
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
+    from ._documents import KeyDocument
     from ._notify import ChangeEvent
 
 __all__ = ["ExecutionStore"]

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
 
-from ._documents import STORE_KEY, KeyPolicy
 from .errors import ArgumentTypeError, InvalidArgumentError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 __all__ = [
+    "STORE_KEY",
     "check_dataset_id",
     "check_key",
     "check_name",
@@ -17,6 +20,9 @@ __all__ = [
     "check_timeout",
     "expiry",
 ]
+
+#: The key under which FiftyOne keeps a store's own document; reserved here.
+STORE_KEY = "__store__"
 
 _POLICIES = {"persist": "persist", "evict": "evict"}
 _MAX_TIMEOUT = 2_000_000.0  # SQLite's busy timeout is a 32-bit count of milliseconds
@@ -66,15 +72,14 @@ def check_dataset_id(dataset_id: Any) -> str | None:
 
 def check_policy(policy: Any) -> str:
     """Return ``"persist"`` or ``"evict"``, or raise for anything else."""
-    if isinstance(policy, KeyPolicy):
-        return policy.value
     if not isinstance(policy, str):
         raise ArgumentTypeError(
             f"policy must be 'persist' or 'evict', not {type(policy).__name__} "
             f"({policy!r})"
         )
     try:
-        return _POLICIES[policy]
+        # A KeyPolicy is a str subclass: slicing gives its plain str value.
+        return _POLICIES[policy if type(policy) is str else policy[:]]
     except KeyError:
         raise InvalidArgumentError(
             f"policy must be 'persist' or 'evict', not {policy!r}"
