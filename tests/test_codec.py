@@ -167,3 +167,32 @@ def test_decode_reads_a_tag_after_other_dollars():
 def test_decode_rejects_a_malformed_tag_after_other_dollars():
     with pytest.raises(CorruptStoreError):
         decode('{"price":"$5","data":{"$bytes":"not base64!"}}')
+
+
+def test_records_with_keys_in_another_order_round_trip():
+    rows = [_record(i) for i in range(50)]
+    rows[10] = dict(reversed(list(rows[10].items())))
+    rows[11] = {"bbox": [1, 2], "tags": ["a"], **rows[11]}
+
+    assert decode(encode(rows)) == rows
+
+
+def test_records_with_keys_in_another_order_still_reject_a_big_int():
+    rows = [_record(i) for i in range(50)]
+    rows[10] = dict(reversed(list(rows[10].items())))
+    rows[30]["bbox"] = [2**63, 0.5]
+
+    with pytest.raises(InvalidValueError, match=r"value\[30\]\['bbox'\]\[0\]"):
+        encode(rows)
+
+
+def test_records_with_str_subclass_keys_read_back_with_str_keys():
+    class Field(str):
+        pass
+
+    rows = [{Field("a"): i, Field("b"): [f"x{i}"]} for i in range(20)]
+
+    read = decode(encode(rows))
+
+    assert read == [{"a": i, "b": [f"x{i}"]} for i in range(20)]
+    assert {type(key) for row in read for key in row} == {str}
