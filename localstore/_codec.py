@@ -63,8 +63,9 @@ def encode(value: Any) -> str:
         int outside signed 64 bits, a cycle, nesting deeper than
         :data:`MAX_DEPTH` or text over :data:`MAX_ENCODED_SIZE`.
     """
-    # A dict of scalars and lists of scalars, the commonest value, holds no cycle
-    # and needs no tag: it skips _check's bookkeeping.
+    # The commonest value, a dict of scalars and lists of scalars, holds no cycle
+    # and, with other than one key, cannot read as a tag: it skips _check's
+    # bookkeeping.
     if type(value) is dict and len(value) != 1 and _is_plain_record(value, 0):
         tree = value
     else:
@@ -89,8 +90,8 @@ def decode(text: str) -> Any:
     :raises CorruptStoreError: for text that :func:`encode` cannot have written
         (a file edited by hand, say): not strict JSON, or a malformed tag.
     """
-    # Every tag starts '"$'. A lone "$" is found with memchr, several times
-    # faster than the pair, and most values hold no "$" at all.
+    # Every tag starts '"$'. Most values hold no "$" at all, and looking for one
+    # character (a memchr) is several times faster than looking for the pair.
     tagged = "$" in text and '"$' in text
     decoder = _TAGGED_DECODER if tagged else _PLAIN_DECODER
     try:
