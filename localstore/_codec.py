@@ -20,9 +20,8 @@ import base64
 import datetime as dt
 import json
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from itertools import chain
-from operator import itemgetter
 from typing import Any
 
 from .errors import CorruptStoreError, InvalidValueError
@@ -41,7 +40,7 @@ _TAGS = frozenset({"$bytes", "$date", "$oid", "$float", "$dict"})
 _FLOAT_NAMES = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 _SCALARS = (str, bool, int, float, type(None))
 _PLAIN = frozenset({str, bool, type(None)})
-_INT, _FLOAT, _STR = frozenset({int}), frozenset({float}), frozenset({str})
+_INT, _FLOAT = frozenset({int}), frozenset({float})
 _DICT, _LIST, _INT_BOOL = frozenset({dict}), frozenset({list}), frozenset({int, bool})
 _SCALAR_TYPES = _PLAIN | {int, float}
 _RECORD_TYPES = _SCALAR_TYPES | {list}
@@ -64,8 +63,13 @@ def encode(value: Any) -> str:
         int outside signed 64 bits, a cycle, nesting deeper than
         :data:`MAX_DEPTH` or text over :data:`MAX_ENCODED_SIZE`.
     """
-    needs_tags = _check(value, "value", 0, set())
-    tree = _tag(value) if needs_tags else value
+    # The commonest value, a dict of scalars and lists of scalars, holds no cycle
+    # and, with other than one key, cannot read as a tag: it skips _check's
+    # bookkeeping.
+    if type(value) is dict and len(value) != 1 and _is_plain_record(value, 0):
+        tree = value
+    else:
+        tree = _tag(value) if _check(value, "value", 0, set()) else value
     try:
         text = _dumps(tree)
     except ValueError as exc:  # a float the check missed would be a bug, not input
@@ -86,7 +90,10 @@ def decode(text: str) -> Any:
     :raises CorruptStoreError: for text that :func:`encode` cannot have written
         (a file edited by hand, say): not strict JSON, or a malformed tag.
     """
-    decoder = _TAGGED_DECODER if '"$' in text else _PLAIN_DECODER
+    # Every tag starts '"$'. Most values hold no "$" at all, and looking for one
+    # character (a memchr) is several times faster than looking for the pair.
+    tagged = "$" in text and '"$' in text
+    decoder = _TAGGED_DECODER if tagged else _PLAIN_DECODER
     try:
         return _decode_with(decoder, text)
     except (ValueError, TypeError, KeyError) as exc:  # binascii.Error is a ValueError
@@ -159,7 +166,7 @@ def _check_container(value: Any, where: str, depth: int, path: set[int]) -> bool
     if isinstance(value, dict):
         if len(value) == 1 and next(iter(value)) in _TAGS:
             needs_tags = True  # the dict must be escaped to not read as a tag
-        if type(value) is dict and _are_plain(value.values()) and _has_str_keys(value):
+        if type(value) is dict and _is_plain_record(value, depth):
             path.discard(marker)
             return needs_tags
         for key, item in value.items():
@@ -201,8 +208,35 @@ def _is_plain(item: Any, depth: int) -> bool:
     return kind is list and depth < MAX_DEPTH and _are_plain(item)
 
 
-def _are_plain(items: Collection[Any]) -> bool:
+def _is_plain_record(record: dict[Any, Any], depth: int) -> bool:
+    """Tell whether _check passes every key and item of a dict untagged (False: unsure).
+
+    The items go through a loop rather than _is_plain calls: a call costs more
+    than the test, and a small dict is the commonest value.
+    """
+    if not _has_str_keys(record):
+        return False
+    for item in record.values():
+        kind = type(item)
+        if kind is str or kind is bool or item is None:
+            continue
+        if kind is int:
+            if not _INT_MIN <= item <= _INT_MAX:
+                return False
+        elif kind is float:
+            if not math.isfinite(item):
+                return False
+        elif kind is not list or depth + 1 >= MAX_DEPTH or not _are_plain(item):
+            return False
+    return True
+
+
+def _are_plain(items: list[Any]) -> bool:
     """Tell, at C speed, whether every item is a scalar _check passes untagged."""
+    if _are_str(items):
+        return True
+    if items and type(items[0]) not in _SCALAR_TYPES:
+        return False  # a list of records, say: skip the type pass
     kinds = set(map(type, items))
     if kinds <= _PLAIN:
         return True
@@ -226,7 +260,9 @@ def _are_plain_records(items: list[Any], depth: int) -> bool:
     if 1 in lengths or not _has_str_keys(keys):
         return False
     if lengths == {len(keys)}:  # every record has the same keys: check by column
-        return all(_is_plain_column(list(map(itemgetter(key), items))) for key in keys)
+        # Records whose keys come in another order merely mix columns, which can
+        # only send them the slow way; zip is quicker than one itemgetter per key.
+        return all(map(_is_plain_column, zip(*map(dict.values, items), strict=True)))
     values = list(chain.from_iterable(map(dict.values, items)))
     kinds = set(map(type, values))
     if not kinds <= _RECORD_TYPES or not _are_plain_numbers(values, kinds):
@@ -238,16 +274,34 @@ def _are_plain_records(items: list[Any], depth: int) -> bool:
     return kinds <= _SCALAR_TYPES and _are_plain_numbers(inner, kinds)
 
 
-def _is_plain_column(values: list[Any]) -> bool:
+def _is_plain_column(values: Sequence[Any]) -> bool:
     """Tell whether values are scalars, or lists of scalars, _check passes untagged."""
+    if _are_str(values):
+        return True
     kinds = set(map(type, values))
     if kinds == _LIST:
         values = list(chain.from_iterable(values))
+        if _are_str(values):
+            return True
         kinds = set(map(type, values))
     return kinds <= _SCALAR_TYPES and _are_plain_numbers(values, kinds)
 
 
-def _are_plain_numbers(values: list[Any], kinds: set[type]) -> bool:
+def _are_str(items: Sequence[Any]) -> bool:
+    """Tell whether every item is a ``str``, several times faster than a type pass.
+
+    ``join`` takes subclasses of ``str`` too, which _check passes untagged as well.
+    """
+    if not items or type(items[0]) is not str:
+        return False
+    try:
+        "".join(items)
+    except TypeError:
+        return False
+    return True
+
+
+def _are_plain_numbers(values: Sequence[Any], kinds: set[type]) -> bool:
     """Tell whether the ints among ``values`` fit 64 bits and the floats are finite.
 
     ``kinds`` are the exact types of ``values``, so ``filter`` with the C-level
@@ -264,8 +318,14 @@ def _are_plain_numbers(values: list[Any], kinds: set[type]) -> bool:
 
 
 def _has_str_keys(value: Collection[Any]) -> bool:
-    """Tell, at C speed, whether every key is a ``str`` without NUL."""
-    return set(map(type, value)) <= _STR and "\0" not in "".join(value)
+    """Tell, at C speed, whether every key is a ``str`` without NUL.
+
+    ``join`` takes subclasses of ``str`` too, which _check accepts as keys as well.
+    """
+    try:
+        return "\0" not in "".join(value)
+    except TypeError:  # a key that is not a str
+        return False
 
 
 def _tag(value: Any) -> Any:
