@@ -16,15 +16,17 @@ rewritten by the hook, so a user's ``{"$bytes": "x"}`` cannot turn into bytes.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 import math
 from collections.abc import Collection, Sequence
 from itertools import chain
-from typing import Any
 
 from .errors import CorruptStoreError, InvalidValueError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["MAX_DEPTH", "MAX_ENCODED_SIZE", "decode", "encode", "normalize"]
 
@@ -347,6 +349,8 @@ def _tag(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_tag(item) for item in value]
     if isinstance(value, bytes):
+        import base64  # imported by the few values that hold bytes
+
         return {"$bytes": base64.b64encode(value).decode("ascii")}
     if isinstance(value, dt.datetime):
         return {"$date": _naive_utc(value).isoformat(timespec="microseconds")}
@@ -363,6 +367,8 @@ def _untag(obj: dict[str, Any]) -> Any:
     if tag not in _TAGS:
         return obj
     if tag == "$bytes":
+        import base64
+
         return base64.b64decode(payload, validate=True)
     if tag == "$date":
         return dt.datetime.fromisoformat(payload)
