@@ -20,6 +20,20 @@ _PURGE_BATCH = 256
 #: its TTL counts from then.
 NOW_FUNCTION = "localstore_now"
 
+# The value comes last: a large one spills into overflow pages, and a column
+# after it (expires_at, checked by every read) would cost reading them all.
+_KEYS_TABLE = """
+CREATE TABLE keys (
+    key TEXT PRIMARY KEY NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    expires_at INTEGER,
+    policy TEXT NOT NULL,
+    value TEXT NOT NULL
+);
+CREATE INDEX keys_by_expiry ON keys (expires_at) WHERE expires_at IS NOT NULL;
+"""
+
 SCHEMA = f"""
 CREATE TABLE store_info (
     id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -34,16 +48,7 @@ CREATE TABLE store_doc (
     updated_at INTEGER,
     policy TEXT NOT NULL
 );
-CREATE TABLE keys (
-    key TEXT PRIMARY KEY NOT NULL,
-    value TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL,
-    expires_at INTEGER,
-    policy TEXT NOT NULL
-);
-CREATE INDEX keys_by_expiry ON keys (expires_at) WHERE expires_at IS NOT NULL;
-PRAGMA application_id = {APPLICATION_ID};
+{_KEYS_TABLE}PRAGMA application_id = {APPLICATION_ID};
 PRAGMA user_version = {SCHEMA_VERSION};
 """
 
@@ -52,10 +57,14 @@ _KEY_COLUMNS = "key, value, created_at, updated_at, expires_at, policy"
 
 #: Turns a schema version 1 file into version 2, in one write transaction.
 #: Version 1 counted keys with triggers, which wrote one more page per insert
-#: and delete; counting the key index is quick enough.
+#: and delete (counting the key index is quick enough), and kept the value
+#: before the columns every read checks.
 MIGRATE_FROM_VERSION_1 = (
-    "DROP TRIGGER IF EXISTS keys_added",
-    "DROP TRIGGER IF EXISTS keys_removed",
+    "ALTER TABLE keys RENAME TO keys_version_1",  # its triggers go with it
+    "DROP INDEX keys_by_expiry",
+    *(part for part in _KEYS_TABLE.split(";") if part.strip()),
+    f"INSERT INTO keys ({_KEY_COLUMNS}) SELECT {_KEY_COLUMNS} FROM keys_version_1",
+    "DROP TABLE keys_version_1",
     "ALTER TABLE store_info DROP COLUMN key_count",
     "PRAGMA user_version = 2",
 )

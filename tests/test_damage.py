@@ -171,8 +171,8 @@ def test_pickle_written_into_a_store_file_is_never_unpickled(
     conn = sqlite3.connect(path)
     conn.execute("UPDATE keys SET value = ?", (pickle.dumps(Planted()),))
     conn.execute(
-        "INSERT INTO keys SELECT 'text', ?, created_at, updated_at, NULL, policy "
-        "FROM keys",
+        "INSERT INTO keys (key, value, created_at, updated_at, expires_at, policy) "
+        "SELECT 'text', ?, created_at, updated_at, NULL, policy FROM keys",
         (pickle.dumps(Planted(), protocol=0).decode("ascii"),),
     )
     conn.commit()
