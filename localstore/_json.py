@@ -53,6 +53,7 @@ _READS_TAKE_LOCK = os.name == "nt"
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
+# What FileState.checked.get() returns for a key it does not hold.
 _UNCHECKED = object()
 
 #: How many bytes of store files the process keeps parsed, least recent dropped
