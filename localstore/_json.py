@@ -6,8 +6,9 @@ format is described in :mod:`localstore._jsonfile`.
 
 Every write holds the store's ``filelock`` lock across the whole
 read-modify-write, reads the file afresh, writes a temporary file in the same
-directory, fsyncs it and renames it over the old one. Nothing is cached between
-calls. Readers do not lock on POSIX: the rename swaps whole files, so a reader
+directory, fsyncs it and renames it over the old one. Every call reads the whole
+file; a parse is reused only for the very same bytes (see :class:`_KnownFiles`).
+Readers do not lock on POSIX: the rename swaps whole files, so a reader
 sees the old or the new one and never waits for a writer. A write that leaves a
 store with no document and no live key deletes its file under the lock; the
 lock file stays, and a writer waiting for it reads "no file" and starts anew.
@@ -17,12 +18,14 @@ Expired keys are never returned, and leave the file with the next write.
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import os
 import re
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
@@ -50,6 +53,13 @@ _READS_TAKE_LOCK = os.name == "nt"
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
+# What FileState.checked.get() returns for a key it does not hold.
+_UNCHECKED = object()
+
+#: How many bytes of store files the process keeps parsed, least recent dropped
+#: first; parsed, a file takes about four times its size in memory.
+_KNOWN_FILE_BYTES = 8 * 1024 * 1024
+
 _thread_locks_guard = threading.Lock()
 _thread_locks: dict[str, threading.Lock] = {}
 
@@ -65,9 +75,66 @@ def _thread_lock(path: str) -> threading.Lock:
 
 def _forget_thread_locks() -> None:
     """In a forked child, drop locks that the parent's other threads may hold."""
-    global _thread_locks_guard, _thread_locks
+    global _thread_locks_guard, _thread_locks, _known_files
     _thread_locks_guard = threading.Lock()
     _thread_locks = {}
+    _known_files = _KnownFiles(_KNOWN_FILE_BYTES)
+
+
+_FileName = tuple[str, str | None, str]  # path, context, store
+
+
+class _KnownFiles:
+    """The store files this process last read or wrote, parsed, by their bytes' hash.
+
+    Bytes with the hash remembered for a file are the bytes that were parsed,
+    so their state serves again, with the values a write already checked
+    (:attr:`FileState.checked`). Any other bytes (another process's write, a
+    hand edit that kept the file's size and time) are parsed and checked
+    afresh. Threads share the states: readers never change them; writers copy
+    them, and only a holder of the store's lock replaces their ``checked``.
+    """
+
+    def __init__(self, budget: int) -> None:
+        self._budget = budget
+        self._size = 0
+        self._lock = threading.Lock()
+        self._files: OrderedDict[_FileName, tuple[bytes, int, FileState]] = (
+            OrderedDict()
+        )
+
+    def get(self, name: _FileName, digest: bytes) -> FileState | None:
+        """Return the state of a file if it was known with these bytes."""
+        with self._lock:
+            known = self._files.get(name)
+            if known is None or known[0] != digest:
+                return None
+            self._files.move_to_end(name)
+            return known[2]
+
+    def put(self, name: _FileName, digest: bytes, size: int, state: FileState) -> None:
+        """Remember the state of a file of ``size`` bytes, which no one will change."""
+        with self._lock:
+            self._drop(name)
+            if size > self._budget:
+                return
+            self._files[name] = (digest, size, state)
+            self._size += size
+            while self._size > self._budget:
+                self._drop(next(iter(self._files)))
+
+    def forget(self, name: _FileName) -> None:
+        """Forget a file that was deleted."""
+        with self._lock:
+            self._drop(name)
+
+    def _drop(self, name: _FileName) -> None:
+        known = self._files.pop(name, None)
+        if known is not None:
+            self._size -= known[1]
+
+
+_known_files = _KnownFiles(_KNOWN_FILE_BYTES)
 
 
 if hasattr(os, "register_at_fork"):
@@ -131,10 +198,11 @@ class JSONBackend(StateBackend):
 
             with self._locked(path):
                 state = _load(path, context, store)
-                if state is None and create:
-                    state = FileState()
-                else:
+                if state is not None:
                     _refuse_damaged_values(path, state)
+                    state = state.copy()
+                elif create:
+                    state = FileState()
                 yield state
                 if state is not None and state.changed:
                     _save(path, context, store, state, now)
@@ -198,13 +266,22 @@ class JSONBackend(StateBackend):
 
 
 def _load(path: str, context: str | None, store: str) -> FileState | None:
-    """Read and check a store file; ``None`` if there is none."""
+    """Read and check a store file; ``None`` if there is none.
+
+    The state may be shared with other threads: copy it to change it.
+    """
     file = _open_store_file(path)
     if file is None:
         return None
     with file:
         raw = file.read()
-    return parse(raw, path, context, store)
+
+    name, digest = (path, context, store), hashlib.sha256(raw).digest()
+    state = _known_files.get(name, digest)
+    if state is None:
+        state = parse(raw, path, context, store)
+        _known_files.put(name, digest, len(raw), state)
+    return state
 
 
 def _open_store_file(path: str) -> BinaryIO | None:
@@ -228,24 +305,30 @@ def _open_store_file(path: str) -> BinaryIO | None:
     return open(descriptor, "rb")
 
 
-def _refuse_damaged_values(path: str, state: FileState | None) -> None:
+def _refuse_damaged_values(path: str, state: FileState) -> None:
     """Raise before a write if a value of the file could not have been stored.
 
     A hand-edited value (a malformed tag, an int beyond 64 bits, ...) raises
     only when read; a write would carry it into a new file, so writes check
-    every value first. Reads stay as quick as parsing.
+    every value not yet checked in these bytes first. Reads stay as quick as
+    parsing. The caller holds the store's lock.
     """
-    if state is None:
-        return
-    for key, entry in state.keys.items():
+    checked = state.checked
+    unchecked = [
+        key
+        for key, entry in state.keys.items()
+        if checked.get(key, _UNCHECKED) is not entry.value
+    ]
+    for key in unchecked:
         try:
-            _codec.encode(_codec.decode(FileState.value_to_text(entry.value)))
+            _codec.encode(_codec.decode(FileState.value_to_text(state.keys[key].value)))
         except (CorruptStoreError, InvalidValueError) as exc:
             raise CorruptStoreError(
                 f"{path} holds a damaged value under key {key!r} ({exc}); it was "
                 "left as it is",
                 path,
             ) from exc
+    state.checked = {key: entry.value for key, entry in state.keys.items()}
 
 
 def _save(
@@ -253,17 +336,22 @@ def _save(
 ) -> None:
     """Write a changed store back, dropping its expired keys; the caller holds the lock.
 
-    A store left with no document and no key loses its file.
+    A store left with no document and no key loses its file. The state is
+    remembered as the file's, so no one may change it afterwards.
     """
+    name = (path, context, store)
     state.drop_expired(now)
     if state.document is None and not state.keys:
         if state.revision:
+            _known_files.forget(name)
             os.unlink(path)
             logger.debug("deleted empty store file %s", path)
         return
 
     state.revision += 1
-    _write_atomically(path, render(state, context, store))
+    data = render(state, context, store)
+    _write_atomically(path, data)
+    _known_files.put(name, hashlib.sha256(data).digest(), len(data), state)
 
 
 def _write_atomically(path: str, data: bytes) -> None:

@@ -75,9 +75,16 @@ _dump_inline = json.JSONEncoder(
 
 
 class FileState(StoreState):
-    """A store as read from its file; values are held as parsed JSON."""
+    """A store as read from its file; values are held as parsed JSON.
 
-    __slots__ = ("revision",)
+    Entries never change in place (a write replaces them), so two states may
+    share them. Two per-key notes ride along, each valid only while the key
+    still holds the very object it names: :attr:`checked`, the values already
+    found storable, and :attr:`lines`, each entry's text in the last file
+    rendered from this state.
+    """
+
+    __slots__ = ("checked", "lines", "revision")
 
     def __init__(
         self,
@@ -87,6 +94,16 @@ class FileState(StoreState):
     ) -> None:
         super().__init__(document, keys)
         self.revision = revision  # 0: the file does not exist yet
+        self.checked: dict[str, Any] = {}
+        self.lines: dict[str, tuple[Entry, str]] = {}
+
+    def copy(self) -> FileState:
+        """Return a copy to change, leaving this state as it is."""
+        state = FileState(self.document, dict(self.keys), self.revision)
+        # Both are replaced whole, never changed, so the copy may share them.
+        state.checked = self.checked
+        state.lines = self.lines
+        return state
 
     @staticmethod
     def value_from_text(text: str) -> Any:
@@ -266,9 +283,7 @@ def _state_to_json(state: FileState, context: str | None, store: str) -> str:
     whose pure-Python encoder made writing a 1,000-key store five times slower;
     each value is one call of the C encoder and one line.
     """
-    entries = ",\n".join(
-        _entry_to_json(key, state.keys[key]) for key in sorted(state.keys)
-    )
+    entries = ",\n".join(_entry_lines(state))
     keys = f"{{\n{entries}\n  }}" if entries else "{}"
     return (
         "{\n"
@@ -281,6 +296,25 @@ def _state_to_json(state: FileState, context: str | None, store: str) -> str:
         f'  "keys": {keys}\n'
         "}\n"
     )
+
+
+def _entry_lines(state: FileState) -> list[str]:
+    """Return each key's record as the file holds it, sorted by key.
+
+    An entry the state's last file already held reuses its text: a write
+    changes a few keys, and encoding all the others again cost more than the
+    rest of the write.
+    """
+    lines: dict[str, tuple[Entry, str]] = {}
+    for key in sorted(state.keys):
+        entry = state.keys[key]
+        known = state.lines.get(key)
+        if known is not None and known[0] is entry:
+            lines[key] = known
+        else:
+            lines[key] = (entry, _entry_to_json(key, entry))
+    state.lines = lines
+    return [text for _, text in lines.values()]
 
 
 def _document_to_json(document: StoreRecord | None) -> str:

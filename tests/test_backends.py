@@ -616,6 +616,53 @@ def test_json_write_refuses_to_carry_an_unstorable_hand_written_value(
     assert path.read_bytes() == damaged
 
 
+def test_json_file_rewritten_after_a_reused_parse_holds_every_change(root):
+    service = ExecutionStoreService(root=root, backend="json")
+    service.set_keys("s", {"a": 1, "b": 2, "c": 3})
+    service.set_key("s", "a", 1)  # a second write, from the parse kept after the first
+
+    service.set_key("s", "a", "changed")
+    service.update_ttl("s", "b", 3600)
+    service.delete_key("s", "c")
+
+    keys = _read_file(root)["keys"]
+    assert sorted(keys) == ["a", "b"]
+    assert keys["a"]["value"] == "changed"
+    assert keys["b"]["value"] == 2
+    assert keys["b"]["expires_at"] is not None
+
+
+def test_json_value_loaded_without_a_check_is_refused_by_the_next_write(tmp_path):
+    service, path = _json_store(tmp_path)
+    now = time.time_ns() // 1000
+    damaged = KeyRecord("bad", '{"$bytes":"!!"}', now, now, None, "persist")
+    service.repo.load_store(None, "p", None, [damaged], now, replace=False)
+    written = path.read_bytes()
+
+    with pytest.raises(CorruptStoreError, match="under key 'bad'"):
+        service.set_key("p", "k2", 1)
+
+    assert path.read_bytes() == written
+
+
+def test_json_write_failing_half_way_changes_nothing_readers_see(tmp_path):
+    service, path = _json_store(tmp_path)
+    assert service.get_value("p", "k") == 1
+    now = time.time_ns() // 1000
+    records = [
+        KeyRecord("k", "5", now, now, None, "persist"),
+        KeyRecord("k2", "not JSON", now, now, None, "persist"),
+    ]
+    before = path.read_bytes()
+
+    with pytest.raises(ValueError, match="Expecting value"):
+        service.repo.load_store(None, "p", None, records, now, replace=True)
+
+    assert service.get_value("p", "k") == 1
+    assert service.list_keys("p") == ["k"]
+    assert path.read_bytes() == before
+
+
 def test_json_writer_removes_temporary_files_of_killed_writers(tmp_path):
     service, path = _json_store(tmp_path)
     abandoned = Path(f"{path}.{'0' * 32}.tmp")

@@ -217,3 +217,67 @@ def test_a_sqlite_file_copied_under_another_store_name_is_refused(tmp_path):
 
     assert service.list_stores() == ["alpha"]
     assert beta.read_bytes() == copied
+
+
+# A JSON file damaged after this process wrote it ------------------------------------
+
+
+def damage_in_place_keeping_size_and_times(path: Path, old: bytes, new: bytes) -> None:
+    """Overwrite ``old`` with ``new``, as long, in the same inode; restore the times."""
+    before = path.stat()
+    data = path.read_bytes()
+    assert len(old) == len(new)
+    assert data.count(old) == 1
+    with open(path, "r+b") as file:
+        file.write(data.replace(old, new))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (
+        before.st_ino,
+        before.st_size,
+        before.st_mtime_ns,
+    )
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("damage", ['{"$bytes": "!!"}', "18446744073709551616"])
+def test_json_value_damaged_after_this_process_wrote_the_file_is_refused(
+    root: Path, damage: str
+) -> None:
+    service = ExecutionStoreService(root=root, backend="json")
+    stand_in = "x" * (len(damage) - 2)
+    service.set_key("s", "k", stand_in)
+    service.set_key("s", "k2", 2)  # checks the value of "k" and writes again
+    assert service.get_value("s", "k") == stand_in
+    path = Path(service.repo.store_path(None, "s"))
+    damage_in_place_keeping_size_and_times(
+        path, f'"value": "{stand_in}"'.encode(), f'"value": {damage}'.encode()
+    )
+    damaged = path.read_bytes()
+
+    with pytest.raises(CorruptStoreError, match="under key 'k'"):
+        service.set_key("s", "k3", 3)
+    with pytest.raises(CorruptStoreError, match="under key 'k'"):
+        service.delete_key("s", "k2")
+
+    assert path.read_bytes() == damaged
+    service.close()
+
+
+@pytest.mark.timeout(30)
+def test_json_file_replaced_by_hand_with_an_older_copy_is_read_as_it_now_is(
+    root: Path,
+) -> None:
+    service = ExecutionStoreService(root=root, backend="json")
+    service.set_key("s", "k", "old")
+    path = Path(service.repo.store_path(None, "s"))
+    older = path.read_bytes()
+    service.set_key("s", "k", "new")
+    assert service.get_value("s", "k") == "new"
+
+    path.write_bytes(older)
+    service.set_key("s", "k2", 2)
+
+    assert service.get_value("s", "k") == "old"
+    assert service.list_keys("s") == ["k", "k2"]
+    service.close()

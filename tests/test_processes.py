@@ -127,3 +127,27 @@ def test_global_listing_in_one_process_sees_contexts_written_by_another(
         (d.store_name, d.dataset_id or "") for d in service.list_stores_global()
     )
     assert pairs == [("mine", ""), ("s", "other")]
+
+
+@pytest.mark.timeout(60)
+def test_json_write_here_keeps_a_same_size_write_of_another_process(root):
+    service = ExecutionStoreService(root=root, backend="json")
+    service.set_key("s", "mine", 1)
+    service.set_key("s", "theirs", 1)
+    path = service.repo.store_path(None, "s")
+    with open(path, "rb") as file:
+        size = len(file.read())
+    script = (
+        "import sys\n"
+        "from localstore import ExecutionStoreService\n"
+        "s = ExecutionStoreService(root=sys.argv[1], backend='json')\n"
+        "s.set_key('s', 'theirs', 2)\n"
+    )
+
+    subprocess.run([sys.executable, "-c", script, str(root)], check=True, timeout=30)
+    with open(path, "rb") as file:
+        assert len(file.read()) == size
+    service.set_key("s", "mine", 3)
+
+    assert service.get_value("s", "theirs") == 2
+    assert service.get_value("s", "mine") == 3
