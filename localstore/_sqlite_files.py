@@ -48,8 +48,10 @@ SUFFIX = ".sqlite"
 #: How many store files one process keeps open at most (each holds 3 descriptors).
 MAX_OPEN_FILES = 64
 
-#: How long a read may trust a check that the path still names the open file.
-RECHECK_SECONDS = 0.1
+#: How long a read may trust a check that the path still names the open file:
+#: one ``lstat`` per millisecond is nothing to a busy reader, and a store file
+#: deleted between two tests is noticed by the next test's first read.
+RECHECK_SECONDS = 0.001
 
 #: Every how many writes through one connection expired keys are purged.
 PURGE_EVERY = 32
@@ -226,9 +228,9 @@ class StoreFiles:
         self, path: str, context: str | None, store: str, create: bool
     ) -> _Handle | None:
         """Return the pooled handle of ``path``, opening (or creating) it if needed."""
-        # The one filesystem check per call: it notices a file that was deleted
-        # or replaced behind our back (say, a test removed its temporary root).
-        # lstat, so that a symbolic link planted in place of the file is seen.
+        # The filesystem check (see the module docstring): it notices a file that
+        # was deleted or replaced behind our back. lstat, so that a symbolic
+        # link planted in place of the file is seen.
         try:
             stat = os.lstat(path)
         except FileNotFoundError:
@@ -240,18 +242,24 @@ class StoreFiles:
         identity = (stat.st_dev, stat.st_ino)
 
         pool = _pool
+        handle = pool.handles.get(path)
+        if handle is not None and handle.identity == identity:
+            now = monotonic()
+            if now - handle.checked_at > RECHECK_SECONDS:  # keep the order roughly LRU
+                with pool.lock:
+                    if path in pool.handles:
+                        pool.handles.move_to_end(path)
+            handle.checked_at = now
+            return handle
         with pool.lock:
             handle = pool.handles.get(path)
-            if handle is not None:
-                if handle.identity == identity:
-                    pool.handles.move_to_end(path)
-                    handle.checked_at = monotonic()
-                    return handle
+            if handle is not None and handle.identity != identity:
                 del pool.handles[path]
                 pool.abandoned.append(handle)  # see _forget_inherited_connections
 
         conn, read_only = self._open(path, stat, context, store)
         handle = _Handle(conn, identity)
+        handle.timeout = self.timeout  # connect() set SQLite's busy timeout
         if read_only:
             handle.pooled = False  # read afresh each call: the owner may write
             return handle
