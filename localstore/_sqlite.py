@@ -33,6 +33,7 @@ from ._sqlite_sql import (
     DELETE_EXPIRED,
     DELETE_LIVE_KEY,
     DELETE_STORE_DOC,
+    HAS_KEY,
     INSERT_KEY_IF_ABSENT,
     INSERT_STORE_DOC,
     LOAD_KEY_IF_ABSENT,
@@ -42,7 +43,6 @@ from ._sqlite_sql import (
     PUT_KEY,
     SELECT_ALL_KEYS,
     SELECT_EXPIRED_KEYS,
-    SELECT_EXPIRY,
     SELECT_ITEMS,
     SELECT_ITEMS_FROM,
     SELECT_ITEMS_IN_RANGE,
@@ -110,18 +110,16 @@ class SQLiteBackend(Backend):
         with self._files.connect(context, store, writes=False) as conn:
             if conn is None:
                 return None
-            row = conn.execute(SELECT_VALUE, (key,)).fetchone()
-        if row is None or (row[1] is not None and row[1] <= now):
-            return None
-        return row[0]  # type: ignore[no-any-return]  # TEXT NOT NULL
+            row = conn.execute(SELECT_VALUE, (key, now)).fetchone()
+        return None if row is None else row[0]
 
     def has_key(self, context: str | None, store: str, key: str, now: int) -> bool:
         """Tell whether the key is live."""
         with self._files.connect(context, store, writes=False) as conn:
             if conn is None:
                 return False
-            row = conn.execute(SELECT_EXPIRY, (key,)).fetchone()
-        return row is not None and (row[0] is None or row[0] > now)
+            row = conn.execute(HAS_KEY, (key, now)).fetchone()
+        return row is not None
 
     def set_key(
         self,
