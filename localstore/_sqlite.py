@@ -97,29 +97,19 @@ class SQLiteBackend(Backend):
         self, context: str | None, store: str, key: str, now: int
     ) -> KeyRecord | None:
         """Return the live key, or ``None``."""
-        with self._files.connect(context, store, writes=False) as conn:
-            if conn is None:
-                return None
-            row = conn.execute(SELECT_KEY, {"key": key, "now": now}).fetchone()
+        row = self._files.fetch_one(context, store, SELECT_KEY, (key, now))
         return None if row is None else KeyRecord(*row)
 
     def get_value(
         self, context: str | None, store: str, key: str, now: int
     ) -> str | None:
         """Return the live key's value text, or ``None``."""
-        with self._files.connect(context, store, writes=False) as conn:
-            if conn is None:
-                return None
-            row = conn.execute(SELECT_VALUE, (key, now)).fetchone()
+        row = self._files.fetch_one(context, store, SELECT_VALUE, (key, now))
         return None if row is None else row[0]
 
     def has_key(self, context: str | None, store: str, key: str, now: int) -> bool:
         """Tell whether the key is live."""
-        with self._files.connect(context, store, writes=False) as conn:
-            if conn is None:
-                return False
-            row = conn.execute(HAS_KEY, (key, now)).fetchone()
-        return row is not None
+        return self._files.fetch_one(context, store, HAS_KEY, (key, now)) is not None
 
     def set_key(
         self,
@@ -192,7 +182,7 @@ class SQLiteBackend(Backend):
             if conn is None:
                 return None
             with _transaction(conn):
-                row = conn.execute(SELECT_KEY, {"key": key, "now": now}).fetchone()
+                row = conn.execute(SELECT_KEY, (key, now)).fetchone()
                 if row is None or not matches(row[1]):
                     return None
                 now, expires_at = catch_up(now, expires_at)

@@ -40,6 +40,10 @@ from ._sqlite_sql import (
 )
 from .errors import CorruptStoreError, LockTimeoutError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 __all__ = ["MAX_OPEN_FILES", "SUFFIX", "StoreFiles", "sqlite_uri"]
 
 
@@ -138,36 +142,13 @@ class Connection:
 
     def __enter__(self) -> sqlite3.Connection | None:
         try:
-            return self._acquire()
+            self.handle = self.files.take(
+                self.path, self.context, self.store, self.create, self.writes
+            )
         except BaseException as exc:
-            self.__exit__(type(exc), exc, exc.__traceback__)
+            raise_converted(exc, self.path)
             raise
-
-    def _acquire(self) -> sqlite3.Connection | None:
-        """Take the lock of the store's handle; return its connection, or None."""
-        files = self.files
-        handle = _pool.handles.get(self.path)  # a dict read needs no pool lock
-        while True:
-            if (
-                handle is None
-                or self.writes
-                or handle.checked_at < files.opened_at
-                or monotonic() - handle.checked_at > RECHECK_SECONDS
-            ):
-                handle = files.handle(self.path, self.context, self.store, self.create)
-                if handle is None:
-                    return None
-            handle.lock.acquire()
-            if not handle.closed:
-                break
-            handle.lock.release()  # evicted between lookup and lock: look again
-            handle = None
-        self.handle = handle
-        if handle.timeout != files.timeout:
-            milliseconds = int(files.timeout * 1000)
-            handle.conn.execute(f"PRAGMA busy_timeout = {milliseconds}")
-            handle.timeout = files.timeout
-        return handle.conn
+        return None if self.handle is None else self.handle.conn
 
     def __exit__(
         self,
@@ -178,13 +159,7 @@ class Connection:
         handle, self.handle = self.handle, None
         try:
             if handle is not None:
-                try:
-                    if exc is None and self.writes:
-                        _purge_now_and_then(handle, self.path)
-                    if exc is None and not handle.pooled:
-                        handle.conn.close()
-                finally:
-                    handle.lock.release()
+                _give_back(handle, self.path, self.writes and exc is None)
         except BaseException as error:  # closing the connection failed
             raise_converted(error, self.path)
             raise
@@ -218,6 +193,69 @@ class StoreFiles:
         """
         path = self.layout.store_path(context, store)
         return Connection(self, path, context, store, create, writes)
+
+    def fetch_one(
+        self,
+        context: str | None,
+        store: str,
+        statement: str,
+        params: tuple[object, ...],
+    ) -> tuple[Any, ...] | None:
+        """Run one read statement; return its first row, or ``None`` (no file too).
+
+        What :meth:`connect` does for a read, with less Python around it: the
+        reads of single keys, run most often, use it.
+        """
+        path = self.layout.store_path(context, store)
+        handle = self.take(path, context, store, False, False)
+        if handle is None:
+            return None
+        try:
+            try:
+                row: tuple[Any, ...] | None = handle.conn.execute(
+                    statement, params
+                ).fetchone()
+            except BaseException:
+                handle.lock.release()
+                raise
+            _give_back(handle, path, False)
+        except BaseException as exc:
+            raise_converted(exc, path)
+            raise
+        return row
+
+    def take(
+        self, path: str, context: str | None, store: str, create: bool, writes: bool
+    ) -> _Handle | None:
+        """Return the store's handle with its lock held, or ``None`` if no file.
+
+        A write, and a read that cannot trust the last check, check the file.
+        """
+        handle = _pool.handles.get(path)  # a dict read needs no pool lock
+        while True:
+            if (
+                handle is None
+                or writes
+                or handle.checked_at < self.opened_at
+                or monotonic() - handle.checked_at > RECHECK_SECONDS
+            ):
+                handle = self.handle(path, context, store, create)
+                if handle is None:
+                    return None
+            handle.lock.acquire()
+            if not handle.closed:
+                break
+            handle.lock.release()  # evicted between lookup and lock: look again
+            handle = None
+        if handle.timeout != self.timeout:
+            try:
+                milliseconds = int(self.timeout * 1000)
+                handle.conn.execute(f"PRAGMA busy_timeout = {milliseconds}")
+            except BaseException:
+                handle.lock.release()
+                raise
+            handle.timeout = self.timeout
+        return handle
 
     def identity(self, context: str | None, store: str) -> tuple[int, int] | None:
         """Return the device and inode of the store's pooled file, if it is open."""
@@ -390,6 +428,17 @@ class StoreFiles:
             with handle.lock:
                 handle.closed = True
                 handle.conn.close()
+
+
+def _give_back(handle: _Handle, path: str, wrote: bool) -> None:
+    """Release a handle that :meth:`StoreFiles.take` gave, after a call is done."""
+    try:
+        if wrote:
+            _purge_now_and_then(handle, path)
+        if not handle.pooled:
+            handle.conn.close()
+    finally:
+        handle.lock.release()
 
 
 def _purge_now_and_then(handle: _Handle, path: str) -> None:

@@ -69,7 +69,10 @@ MIGRATE_FROM_VERSION_1 = (
     "PRAGMA user_version = 2",
 )
 
-SELECT_KEY = f"SELECT {_KEY_COLUMNS} FROM keys WHERE key = :key AND {_LIVE}"
+SELECT_KEY = (
+    f"SELECT {_KEY_COLUMNS} FROM keys "
+    "WHERE key = ?1 AND (expires_at IS NULL OR expires_at > ?2)"
+)
 SELECT_VALUE = (
     "SELECT value FROM keys WHERE key = ?1 AND (expires_at IS NULL OR expires_at > ?2)"
 )

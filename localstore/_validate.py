@@ -44,6 +44,8 @@ def check_name(name: Any, what: str = "store_name") -> str:
 
 def check_key(key: Any) -> str:
     """Return a key, or raise for one that cannot be used (``"__store__"`` included)."""
+    if type(key) is str and key.isascii() and key and key != STORE_KEY:
+        return key  # the common case, checked without a further call
     check_name(key, "key")
     if key == STORE_KEY:
         raise InvalidArgumentError(
