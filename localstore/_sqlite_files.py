@@ -207,10 +207,10 @@ class StoreFiles:
         reads of single keys, run most often, use it.
         """
         path = self.layout.store_path(context, store)
-        handle = self.take(path, context, store, False, False)
-        if handle is None:
-            return None
         try:
+            handle = self.take(path, context, store, False, False)
+            if handle is None:
+                return None
             try:
                 row: tuple[Any, ...] | None = handle.conn.execute(
                     statement, params
