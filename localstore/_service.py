@@ -660,8 +660,9 @@ def _timing(ttl: Any, policy: str) -> tuple[int, int | None, str]:
     A TTL makes the key evictable, whatever policy was asked for.
     """
     now = now_micros()
-    expires_at = expiry(ttl, now)
-    return now, expires_at, "evict" if expires_at is not None else policy
+    if ttl is None:  # most keys: no call to make
+        return now, None, policy
+    return now, expiry(ttl, now), "evict"
 
 
 def _pairs(items: Any) -> list[tuple[Any, Any]]:

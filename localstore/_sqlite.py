@@ -128,7 +128,7 @@ class SQLiteBackend(Backend):
         ttl = None if expires_at is None else expires_at - now
         with self._files.connect(context, store, create=True, writes=True) as conn:
             assert conn is not None
-            row = conn.execute(statement, (key, value, ttl, policy, now)).fetchone()
+            row = conn.execute(statement, (key, value, now, ttl, policy)).fetchone()
         if row is None:
             return None
         return KeyRecord(key, value, row[0], row[1], row[2], policy)
@@ -144,10 +144,13 @@ class SQLiteBackend(Backend):
         now: int,
     ) -> None:
         """Write a key as :meth:`set_key` does, returning nothing: a little quicker."""
-        ttl = None if expires_at is None else expires_at - now
-        with self._files.connect(context, store, create=True, writes=True) as conn:
-            assert conn is not None
-            conn.execute(PUT_KEY, (key, value, ttl, policy, now))
+        params: tuple[object, ...]
+        if expires_at is None:
+            statement, params = PUT_KEY[policy, False], (key, value, now)
+        else:
+            statement = PUT_KEY[policy, True]
+            params = (key, value, now, expires_at - now)
+        self._files.execute(context, store, statement, params, create=True)
 
     def set_keys(
         self,
@@ -220,11 +223,10 @@ class SQLiteBackend(Backend):
 
     def delete_key(self, context: str | None, store: str, key: str, now: int) -> bool:
         """Delete a key; return whether a live key was deleted."""
-        with self._files.connect(context, store, writes=True) as conn:
-            if conn is None:
-                return False
-            deleted: int = conn.execute(DELETE_LIVE_KEY, (key, now)).rowcount
-        return deleted > 0
+        deleted = self._files.execute(
+            context, store, DELETE_LIVE_KEY, (key, now), create=False
+        )
+        return bool(deleted)
 
     def list_items(
         self, context: str | None, store: str, now: int, prefix: str | None

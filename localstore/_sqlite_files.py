@@ -224,6 +224,36 @@ class StoreFiles:
             raise
         return row
 
+    def execute(
+        self,
+        context: str | None,
+        store: str,
+        statement: str,
+        params: tuple[object, ...],
+        *,
+        create: bool,
+    ) -> int | None:
+        """Run one write statement; return its row count, or ``None`` if no file.
+
+        With ``create`` a missing file is made first. What :meth:`connect` does
+        for a write of one statement, with less Python around it.
+        """
+        path = self.layout.store_path(context, store)
+        try:
+            handle = self.take(path, context, store, create, True)
+            if handle is None:
+                return None
+            try:
+                count: int = handle.conn.execute(statement, params).rowcount
+            except BaseException:
+                handle.lock.release()
+                raise
+            _give_back(handle, path, True)
+        except BaseException as exc:
+            raise_converted(exc, path)
+            raise
+        return count
+
     def take(
         self, path: str, context: str | None, store: str, create: bool, writes: bool
     ) -> _Handle | None:

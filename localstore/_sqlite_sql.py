@@ -115,24 +115,44 @@ _KEEP_LIVE_CREATED_AT = """    created_at = CASE
         WHEN keys.expires_at IS NULL OR keys.expires_at > excluded.updated_at
         THEN keys.created_at ELSE excluded.created_at END
 """
-# One key (?1), its value text (?2), TTL in microseconds or NULL (?3) and policy
-# (?4), written at the call's time (?5) or, if the clock has moved on since (a
-# wait for the lock), at NOW_FUNCTION's. The subquery calls it once for the
-# three times; "WHERE true" is how SQLite's grammar lets ON CONFLICT follow a
-# SELECT.
-_WRITE_KEY_NOW = f"""
+
+
+def _write_key_now(expires_at: str, policy: str) -> str:
+    """Return an upsert of one key (?1) and its value text (?2) at the time now.
+
+    That is the call's time (?3) or, if the clock has moved on since (a wait
+    for the lock), NOW_FUNCTION's. The subquery calls it once for the three
+    times; "WHERE true" is how SQLite's grammar lets ON CONFLICT follow a
+    SELECT. ``expires_at`` and ``policy`` are SQL expressions.
+    """
+    return f"""
 INSERT INTO keys ({_KEY_COLUMNS})
-SELECT ?1, ?2, now, now, now + ?3, ?4
-FROM (SELECT max({NOW_FUNCTION}(), ?5) AS now) WHERE true
+SELECT ?1, ?2, now, now, {expires_at}, {policy}
+FROM (SELECT max({NOW_FUNCTION}(), ?3) AS now) WHERE true
 ON CONFLICT (key) DO UPDATE SET{_SET_FROM_NEW_ROW}
 """
+
+
 _RETURNING_TIMES = "RETURNING created_at, updated_at, expires_at"
-PUT_KEY = _WRITE_KEY_NOW + _KEEP_LIVE_CREATED_AT
-SET_KEY = PUT_KEY + _RETURNING_TIMES
-INSERT_KEY_IF_ABSENT = f"""{_WRITE_KEY_NOW}    created_at = excluded.created_at
-WHERE keys.expires_at IS NOT NULL AND keys.expires_at <= excluded.updated_at
-{_RETURNING_TIMES}
-"""
+# Parameters: key, value text, the call's time, TTL in microseconds or NULL,
+# and policy.
+SET_KEY = _write_key_now("now + ?4", "?5") + _KEEP_LIVE_CREATED_AT + _RETURNING_TIMES
+INSERT_KEY_IF_ABSENT = (
+    _write_key_now("now + ?4", "?5")
+    + "    created_at = excluded.created_at\n"
+    + "WHERE keys.expires_at IS NOT NULL AND keys.expires_at <= excluded.updated_at\n"
+    + _RETURNING_TIMES
+)
+#: ExecutionStore.set's statements by (policy, has a TTL), with the policy and a
+#: missing TTL written into the text: every parameter bound costs a write a few
+#: tenths of a microsecond. Parameters: key, value text, the call's time, and
+#: the TTL in microseconds if it has one.
+PUT_KEY = {
+    (policy, has_ttl): _write_key_now("now + ?4" if has_ttl else "NULL", f"'{policy}'")
+    + _KEEP_LIVE_CREATED_AT
+    for policy in ("persist", "evict")
+    for has_ttl in (False, True)
+}
 # The same at a time given (?3) with an expiry (?4) and policy (?5), for writes
 # inside a transaction that has read the clock already.
 UPSERT_KEY_AT = f"""
