@@ -24,7 +24,7 @@ from types import TracebackType
 
 from . import _log
 from ._backend import Backend, KeyRecord, StoreRecord, catch_up
-from ._sqlite_files import StoreFiles
+from ._sqlite_pool import StoreFiles
 from ._sqlite_sql import (
     COUNT_LIVE_KEYS,
     DELETE_ALL_KEYS,

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from localstore import ExecutionStoreService, StoreExistsError, _sqlite_files
+from localstore import ExecutionStoreService, StoreExistsError, _sqlite_pool
 
 from .conftest import FORK, Start
 
@@ -327,7 +327,7 @@ def test_reading_2000_stores_under_a_descriptor_limit_of_256_leaks_nothing(
     # interpreter itself may hold a few more for a moment.
     slack = 4
     assert result["after_threads"] <= result["before"] + 3 + slack
-    limit = result["before"] + 3 * _sqlite_files.MAX_OPEN_FILES + slack
+    limit = result["before"] + 3 * _sqlite_pool.MAX_OPEN_FILES + slack
     assert result["after_stores"] <= limit
     assert result["after_close"] <= result["before"] + slack
 

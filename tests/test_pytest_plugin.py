@@ -155,7 +155,7 @@ def test_localstore_root_variable_is_restored_after_the_test(
 def test_service_fixture_is_closed_after_the_test(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
-        from localstore._sqlite_files import _pool
+        from localstore._sqlite_pool import _pool
 
         services = []
 

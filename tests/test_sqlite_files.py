@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from localstore import ExecutionStore, ExecutionStoreService
-from localstore._sqlite_files import PURGE_EVERY, RECHECK_SECONDS
+from localstore._sqlite_pool import PURGE_EVERY, RECHECK_SECONDS
 from localstore._sqlite_sql import SCHEMA_VERSION
 
 # A store file as localstore 0.1.0 wrote it: schema version 1, keys counted by

@@ -1,0 +1,395 @@
+"""The SQLite backend's open files: one pooled connection per file per process.
+
+Once open, a store file's connection stays in the process's pool, shared by
+threads under a lock, at most :data:`MAX_OPEN_FILES` at once; files are created,
+opened and checked by :mod:`localstore._sqlite_files`.
+
+A file deleted or replaced behind the pool's back (say, a test removed its
+temporary root) must not be used: its connection would read data that is gone
+and write where no one reads. Comparing the path's identity (device and inode,
+one ``lstat``) with the open file's costs 1-3 µs, as much as a whole read of a
+key, so reads do it on a service's first use of a file and then at most every
+:data:`RECHECK_SECONDS`; every write does it.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from _thread import allocate_lock  # threading.Lock, without importing threading
+from collections import OrderedDict
+from time import monotonic
+from types import TracebackType
+
+from . import _log
+from ._layout import FileLayout
+from ._sqlite_errors import raise_converted
+from ._sqlite_files import (
+    SUFFIX,
+    create_store_file,
+    open_store_file,
+    read_store_info,
+)
+from ._sqlite_sql import PURGE_EXPIRED
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = ["MAX_OPEN_FILES", "StoreFiles"]
+
+
+#: How many store files one process keeps open at most (each holds 3 descriptors).
+MAX_OPEN_FILES = 64
+
+#: How long a read may trust a check that the path still names the open file:
+#: one ``lstat`` per millisecond is nothing to a busy reader, and a store file
+#: deleted between two tests is noticed by the next test's first read.
+RECHECK_SECONDS = 0.001
+
+#: Every how many writes through one connection expired keys are purged.
+PURGE_EVERY = 32
+
+
+class _Handle:
+    """An open connection to one store file, and the lock its users take turns on."""
+
+    __slots__ = (
+        "checked_at",
+        "closed",
+        "conn",
+        "identity",
+        "lock",
+        "pooled",
+        "timeout",
+        "writes",
+    )
+
+    def __init__(self, conn: sqlite3.Connection, identity: tuple[int, int]) -> None:
+        self.conn = conn
+        self.identity = identity
+        self.lock = allocate_lock()
+        self.closed = False
+        self.pooled = True
+        self.timeout = -1.0
+        self.checked_at = monotonic()  # when the path last named this file
+        self.writes = 0  # counts writes, to purge expired keys every so many
+
+
+class _Pool:
+    """The process's open store files, least recently used first."""
+
+    def __init__(self) -> None:
+        self.lock = allocate_lock()
+        self.handles: OrderedDict[str, _Handle] = OrderedDict()
+        self.abandoned: list[_Handle] = []
+
+
+_pool = _Pool()
+
+
+def _forget_inherited_connections() -> None:
+    """In a forked child, drop the parent's connections without closing them.
+
+    Closing would run SQLite's last-connection cleanup on files the parent is
+    still using; the parent's locks are not the child's to release.
+    """
+    global _pool
+    inherited = _pool
+    _pool = _Pool()
+    _pool.abandoned = [*inherited.abandoned, *inherited.handles.values()]
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_inherited_connections)
+
+
+class Connection:
+    """One call's hold on a store's connection (see :meth:`StoreFiles.connect`).
+
+    A class rather than a generator-based context manager, because every call
+    enters one: it costs a few microseconds less.
+    """
+
+    __slots__ = ("context", "create", "files", "handle", "path", "store", "writes")
+
+    def __init__(
+        self,
+        files: StoreFiles,
+        path: str,
+        context: str | None,
+        store: str,
+        create: bool,
+        writes: bool,
+    ) -> None:
+        self.files = files
+        self.path = path
+        self.context = context
+        self.store = store
+        self.create = create
+        self.writes = writes or create
+        self.handle: _Handle | None = None
+
+    def __enter__(self) -> sqlite3.Connection | None:
+        try:
+            self.handle = self.files.take(
+                self.path, self.context, self.store, self.create, self.writes
+            )
+        except BaseException as exc:
+            raise_converted(exc, self.path)
+            raise
+        return None if self.handle is None else self.handle.conn
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        handle, self.handle = self.handle, None
+        try:
+            if handle is not None:
+                _give_back(handle, self.path, self.writes and exc is None)
+        except BaseException as error:  # closing the connection failed
+            raise_converted(error, self.path)
+            raise
+        if exc is not None:
+            raise_converted(exc, self.path)
+
+
+class StoreFiles:
+    """The store files of one root and collection, and their pooled connections.
+
+    :param timeout: seconds to wait for SQLite's locks and the creation lock.
+    """
+
+    def __init__(self, root: str, collection: str, timeout: float) -> None:
+        self.layout = FileLayout(root, collection, SUFFIX, self.read_info)
+        self.timeout = timeout
+        # Files checked before this object existed are checked again on first
+        # use: a new service sees at once what was deleted before it was made.
+        self.opened_at = monotonic()
+
+    def connect(
+        self, context: str | None, store: str, *, create: bool = False, writes: bool
+    ) -> Connection:
+        """Return a ``with`` context that gives the store's open connection.
+
+        It gives ``None`` if the store has no file; with ``create`` the file is
+        made first when missing. Say whether the call ``writes``: a write always
+        checks that the path still names the open file. SQLite and OS errors
+        raised inside are converted to
+        :class:`~localstore.errors.LocalStoreError` subclasses.
+        """
+        path = self.layout.store_path(context, store)
+        return Connection(self, path, context, store, create, writes)
+
+    def fetch_one(
+        self,
+        context: str | None,
+        store: str,
+        statement: str,
+        params: tuple[object, ...],
+    ) -> tuple[Any, ...] | None:
+        """Run one read statement; return its first row, or ``None`` (no file too).
+
+        What :meth:`connect` does for a read, with less Python around it: the
+        reads of single keys, run most often, use it.
+        """
+        path = self.layout.store_path(context, store)
+        try:
+            handle = self.take(path, context, store, False, False)
+            if handle is None:
+                return None
+            try:
+                row: tuple[Any, ...] | None = handle.conn.execute(
+                    statement, params
+                ).fetchone()
+            except BaseException:
+                handle.lock.release()
+                raise
+            _give_back(handle, path, False)
+        except BaseException as exc:
+            raise_converted(exc, path)
+            raise
+        return row
+
+    def execute(
+        self,
+        context: str | None,
+        store: str,
+        statement: str,
+        params: tuple[object, ...],
+        *,
+        create: bool,
+    ) -> int | None:
+        """Run one write statement; return its row count, or ``None`` if no file.
+
+        With ``create`` a missing file is made first. What :meth:`connect` does
+        for a write of one statement, with less Python around it.
+        """
+        path = self.layout.store_path(context, store)
+        try:
+            handle = self.take(path, context, store, create, True)
+            if handle is None:
+                return None
+            try:
+                count: int = handle.conn.execute(statement, params).rowcount
+            except BaseException:
+                handle.lock.release()
+                raise
+            _give_back(handle, path, True)
+        except BaseException as exc:
+            raise_converted(exc, path)
+            raise
+        return count
+
+    def take(
+        self, path: str, context: str | None, store: str, create: bool, writes: bool
+    ) -> _Handle | None:
+        """Return the store's handle with its lock held, or ``None`` if no file.
+
+        A write, and a read that cannot trust the last check, check the file.
+        """
+        handle = _pool.handles.get(path)  # a dict read needs no pool lock
+        while True:
+            if (
+                handle is None
+                or writes
+                or handle.checked_at < self.opened_at
+                or monotonic() - handle.checked_at > RECHECK_SECONDS
+            ):
+                handle = self.handle(path, context, store, create)
+                if handle is None:
+                    return None
+            handle.lock.acquire()
+            if not handle.closed:
+                break
+            handle.lock.release()  # evicted between lookup and lock: look again
+            handle = None
+        if handle.timeout != self.timeout:
+            try:
+                milliseconds = int(self.timeout * 1000)
+                handle.conn.execute(f"PRAGMA busy_timeout = {milliseconds}")
+            except BaseException:
+                handle.lock.release()
+                raise
+            handle.timeout = self.timeout
+        return handle
+
+    def identity(self, context: str | None, store: str) -> tuple[int, int] | None:
+        """Return the device and inode of the store's pooled file, if it is open."""
+        handle = _pool.handles.get(self.layout.store_path(context, store))
+        return None if handle is None else handle.identity
+
+    def handle(
+        self, path: str, context: str | None, store: str, create: bool
+    ) -> _Handle | None:
+        """Return the pooled handle of ``path``, opening (or creating) it if needed."""
+        # The filesystem check (see the module docstring): it notices a file that
+        # was deleted or replaced behind our back. lstat, so that a symbolic
+        # link planted in place of the file is seen.
+        try:
+            stat = os.lstat(path)
+        except FileNotFoundError:
+            if not create:
+                self._discard(path)
+                return None
+            create_store_file(path, context, store, self.timeout)
+            stat = os.lstat(path)
+        identity = (stat.st_dev, stat.st_ino)
+
+        pool = _pool
+        handle = pool.handles.get(path)
+        if handle is not None and handle.identity == identity:
+            now = monotonic()
+            if now - handle.checked_at > RECHECK_SECONDS:  # keep the order roughly LRU
+                with pool.lock:
+                    if path in pool.handles:
+                        pool.handles.move_to_end(path)
+            handle.checked_at = now
+            return handle
+        with pool.lock:
+            handle = pool.handles.get(path)
+            if handle is not None and handle.identity != identity:
+                del pool.handles[path]
+                pool.abandoned.append(handle)  # see _forget_inherited_connections
+
+        conn, read_only = open_store_file(path, stat, context, store, self.timeout)
+        handle = _Handle(conn, identity)
+        handle.timeout = self.timeout  # connect() set SQLite's busy timeout
+        if read_only:
+            handle.pooled = False  # read afresh each call: the owner may write
+            return handle
+        with pool.lock:
+            existing = pool.handles.get(path)
+            if existing is not None and existing.identity == identity:
+                handle.conn.close()  # another thread won the race
+                return existing
+            pool.handles[path] = handle
+            evicted = _evict_over_limit(pool)
+        for old in evicted:
+            with old.lock:
+                old.closed = True
+                old.conn.close()
+        return handle
+
+    def _discard(self, path: str) -> None:
+        """Forget the handle of a file that no longer exists."""
+        pool = _pool
+        with pool.lock:
+            handle = pool.handles.pop(path, None)
+            if handle is not None:
+                pool.abandoned.append(handle)
+
+    def read_info(self, path: str) -> tuple[str, str | None] | None:
+        """Read the store name and dataset id recorded inside a store file."""
+        return read_store_info(path, self.timeout)
+
+    def close(self) -> None:
+        """Close the connections to this collection's files that no call is using."""
+        prefix = self.layout.collection_dir + os.sep
+        with _pool.lock:
+            mine = [path for path in _pool.handles if path.startswith(prefix)]
+            handles = [_pool.handles.pop(path) for path in mine]
+        for handle in handles:
+            with handle.lock:
+                handle.closed = True
+                handle.conn.close()
+
+
+def _give_back(handle: _Handle, path: str, wrote: bool) -> None:
+    """Release a handle that :meth:`StoreFiles.take` gave, after a call is done."""
+    try:
+        if wrote:
+            _purge_now_and_then(handle, path)
+        if not handle.pooled:
+            handle.conn.close()
+    finally:
+        handle.lock.release()
+
+
+def _purge_now_and_then(handle: _Handle, path: str) -> None:
+    """Every :data:`PURGE_EVERY` writes through a handle, delete some expired keys.
+
+    Expired keys read as absent already; this keeps a store written with TTLs
+    from growing until the next sweep. The write has happened: a purge that
+    fails (another writer holds the lock too long) is left for the next one.
+    """
+    handle.writes += 1
+    if handle.writes % PURGE_EVERY:
+        return
+    try:
+        handle.conn.execute(PURGE_EXPIRED, (time.time_ns() // 1000,))
+    except sqlite3.OperationalError as exc:
+        _log.debug(__name__, "left expired keys of %s for later: %s", path, exc)
+
+
+def _evict_over_limit(pool: _Pool) -> list[_Handle]:
+    """Take the least recently used handles out of a pool that is too full."""
+    evicted = []
+    while len(pool.handles) > MAX_OPEN_FILES:
+        _, old = pool.handles.popitem(last=False)
+        evicted.append(old)
+    return evicted
