@@ -76,8 +76,12 @@ SELECT_KEY = (
 SELECT_VALUE = (
     "SELECT value FROM keys WHERE key = ?1 AND (expires_at IS NULL OR expires_at > ?2)"
 )
+# In a store without a TTL key (most stores) the first test holds, once per
+# statement, and SQLite never reads the row: the key index answers alone.
 HAS_KEY = (
-    "SELECT 1 FROM keys WHERE key = ?1 AND (expires_at IS NULL OR expires_at > ?2)"
+    "SELECT 1 FROM keys WHERE key = ?1 AND ("
+    "NOT EXISTS (SELECT 1 FROM keys WHERE expires_at IS NOT NULL) "
+    "OR expires_at IS NULL OR expires_at > ?2)"
 )
 SELECT_EXPIRED_KEYS = (
     "SELECT key FROM keys WHERE expires_at IS NOT NULL AND expires_at <= :now"
