@@ -197,22 +197,9 @@ class StoreFiles:
         What :meth:`connect` does for a read, with less Python around it: the
         reads of single keys, run most often, use it.
         """
-        path = self.layout.store_path(context, store)
-        try:
-            handle = self.take(path, context, store, False, False)
-            if handle is None:
-                return None
-            try:
-                row: tuple[Any, ...] | None = handle.conn.execute(
-                    statement, params
-                ).fetchone()
-            except BaseException:
-                handle.lock.release()
-                raise
-            _give_back(handle, path, False)
-        except BaseException as exc:
-            raise_converted(exc, path)
-            raise
+        row: tuple[Any, ...] | None = self._run_one(
+            context, store, statement, params, False, False
+        )
         return row
 
     def execute(
@@ -229,21 +216,37 @@ class StoreFiles:
         With ``create`` a missing file is made first. What :meth:`connect` does
         for a write of one statement, with less Python around it.
         """
+        count: int | None = self._run_one(
+            context, store, statement, params, create, True
+        )
+        return count
+
+    def _run_one(
+        self,
+        context: str | None,
+        store: str,
+        statement: str,
+        params: tuple[object, ...],
+        create: bool,
+        writes: bool,
+    ) -> Any:
+        """Run one statement; return a write's row count or a read's first row."""
         path = self.layout.store_path(context, store)
         try:
-            handle = self.take(path, context, store, create, True)
+            handle = self.take(path, context, store, create, writes)
             if handle is None:
                 return None
             try:
-                count: int = handle.conn.execute(statement, params).rowcount
+                cursor = handle.conn.execute(statement, params)
+                result = cursor.rowcount if writes else cursor.fetchone()
             except BaseException:
                 handle.lock.release()
                 raise
-            _give_back(handle, path, True)
+            _give_back(handle, path, writes)
         except BaseException as exc:
             raise_converted(exc, path)
             raise
-        return count
+        return result
 
     def take(
         self, path: str, context: str | None, store: str, create: bool, writes: bool
