@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from collections.abc import Iterable
 
+from ._layout import list_directory
 from ._paths import decode_name, resolve_root
 from ._service import BACKENDS, open_backend
 from ._validate import check_name, now_micros
-from .errors import ArgumentTypeError, InvalidArgumentError
+from .errors import (
+    ArgumentTypeError,
+    CorruptStoreError,
+    InvalidArgumentError,
+    StoreIOError,
+)
 
 __all__ = ["copy_root"]
 
@@ -45,9 +52,13 @@ def copy_root(
         target; with ``False`` they are kept and the source's are skipped. Other
         stores and keys of the target are left alone either way.
     :returns: the keys written per ``(collection, dataset_id, store_name)``, one
-        entry for every store copied.
+        entry for every store copied. A damaged source store is not copied: it
+        is left out with a logged warning, as ``list_stores`` leaves it out.
     :raises InvalidArgumentError: for an unknown backend, a source that is the
         target, or no ``collections`` for a source that cannot list them.
+    :raises StoreIOError: an :class:`OSError` with ``errno.ENOENT``, when the
+        source root of a SQLite or JSON source does not exist (a mistyped path
+        would otherwise copy nothing). A memory source needs no directory.
     """
     for backend in (source_backend, target_backend):
         if not isinstance(backend, str) or backend not in BACKENDS:
@@ -63,6 +74,11 @@ def copy_root(
         )
     if not isinstance(replace, bool):
         raise ArgumentTypeError(f"replace must be a bool, not {replace!r}")
+    if source_backend in ("sqlite", "json") and not os.path.exists(source_path):
+        raise StoreIOError(
+            errno.ENOENT,
+            f"the source root {source_path} does not exist; nothing was copied",
+        )
     names = _collections(source_path, source_backend, collections)
 
     written: dict[tuple[str, str | None, str], int] = {}
@@ -73,7 +89,11 @@ def copy_root(
             for context in source.list_contexts():
                 for store in source.list_stores(context, now_micros()):
                     now = now_micros()
-                    document, keys = source.dump_store(context, store, now)
+                    try:
+                        document, keys = source.dump_store(context, store, now)
+                    except CorruptStoreError as exc:
+                        logger.warning("not copying a damaged store: %s", exc)
+                        continue
                     count = target.load_store(
                         context, store, document, keys, now, replace=replace
                     )
@@ -106,12 +126,8 @@ def _collections(
             f"name the collections to copy from a {backend!r} source: collections=[...]"
         )
 
-    try:
-        entries = sorted(os.listdir(root))
-    except FileNotFoundError:
-        return []
     names = []
-    for entry in entries:
+    for entry in sorted(list_directory(root)):
         if not os.path.isdir(os.path.join(root, entry)):
             continue
         name = decode_name(entry)

@@ -32,7 +32,13 @@ from typing import BinaryIO
 
 from . import _codec
 from ._jsonfile import FileState, parse, read_names, read_revision, render
-from ._layout import FileLayout, list_directory, make_private_dirs, os_error
+from ._layout import (
+    FileLayout,
+    list_directory,
+    make_private_dirs,
+    os_error,
+    refuse_non_file,
+)
 from ._state import StateBackend
 from .errors import (
     CorruptStoreError,
@@ -181,7 +187,7 @@ class JSONBackend(StateBackend):
                     state = _load(path, context, store)
             else:
                 state = None  # taking the lock would create the directories
-        yield state
+            yield state
 
     @contextmanager
     def _writing(
@@ -288,7 +294,7 @@ def _open_store_file(path: str) -> BinaryIO | None:
     """Open a store file to read; ``None`` if there is none.
 
     :raises CorruptStoreError: for a symbolic link in its place, which
-        localstore never creates and never follows.
+        localstore never creates and never follows, or a directory.
     """
     try:
         descriptor = os.open(path, os.O_RDONLY | _NOFOLLOW)
@@ -301,6 +307,13 @@ def _open_store_file(path: str) -> BinaryIO | None:
                 "left as it is",
                 path,
             ) from exc
+        if os.path.isdir(path):  # Windows refuses to open a directory
+            refuse_non_file(path, os.lstat(path).st_mode)
+        raise
+    try:
+        refuse_non_file(path, os.fstat(descriptor).st_mode)
+    except BaseException:
+        os.close(descriptor)
         raise
     return open(descriptor, "rb")
 
@@ -409,9 +422,15 @@ def _read_info(path: str) -> tuple[str, str | None] | None:
 
 @contextmanager
 def _converting_errors(path: str) -> Iterator[None]:
-    """Turn OS errors into localstore errors that name ``path``."""
+    """Turn OS errors, and damage found in a value, into errors that name ``path``."""
     try:
         yield
+    except CorruptStoreError as exc:
+        if exc.path is not None:
+            raise
+        raise CorruptStoreError(
+            f"{path} holds a damaged value ({exc}); it was left as it is", path
+        ) from exc
     except LocalStoreError:
         raise
     except OSError as exc:

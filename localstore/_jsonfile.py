@@ -112,8 +112,18 @@ class FileState(StoreState):
 
     @staticmethod
     def value_to_text(value: Any) -> str:
-        """Write a value's tree back as the codec's compact JSON text."""
-        return _dump_value(value)
+        """Write a value's tree back as the codec's compact JSON text.
+
+        :raises CorruptStoreError: without a path, for a number that JSON reads
+            but cannot write (``1e400`` parses as infinity): only a file edited
+            by hand holds one, and the backend names the file.
+        """
+        try:
+            return _dump_value(value)
+        except ValueError as exc:
+            raise CorruptStoreError(
+                f"a value holds a number beyond JSON's range: {exc}"
+            ) from exc
 
 
 class _ShapeError(ValueError):
@@ -222,8 +232,12 @@ def _document_from_json(raw: Any) -> StoreRecord | None:
     metadata, updated_at = raw["metadata"], raw["updated_at"]
     if metadata is not None and not isinstance(metadata, dict):
         raise _ShapeError(f"{where} has metadata that is not an object or null")
+    try:
+        text = None if metadata is None else _dump_value(metadata)
+    except ValueError as exc:  # a number out of range, such as 1e400
+        raise _ShapeError(f"{where} has damaged metadata: {exc}") from exc
     return StoreRecord(
-        None if metadata is None else _dump_value(metadata),
+        text,
         _micros(raw["created_at"], where),
         None if updated_at is None else _micros(updated_at, where),
         _policy(raw["policy"], where),

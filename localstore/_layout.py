@@ -11,13 +11,25 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from collections.abc import Callable
 
 from . import _log
 from ._paths import GLOBAL_CONTEXT_DIR, decode_name, encode_name
-from .errors import LocalStoreError, StoreIOError, StorePermissionError
+from .errors import (
+    CorruptStoreError,
+    LocalStoreError,
+    StoreIOError,
+    StorePermissionError,
+)
 
-__all__ = ["FileLayout", "list_directory", "make_private_dirs", "os_error"]
+__all__ = [
+    "FileLayout",
+    "list_directory",
+    "make_private_dirs",
+    "os_error",
+    "refuse_non_file",
+]
 
 
 #: Reads the store name and dataset id recorded inside a store file, or ``None``.
@@ -155,3 +167,17 @@ def os_error(exc: OSError, path: str) -> LocalStoreError:
     if isinstance(exc, PermissionError):
         return StorePermissionError(f"permission denied for {path}: {exc}")
     return StoreIOError(exc.errno, f"{exc.strerror or exc} ({path})")
+
+
+def refuse_non_file(path: str, mode: int) -> None:
+    """Raise :class:`CorruptStoreError` unless ``mode`` is that of a regular file.
+
+    Call it where a store file is opened, with the mode from its ``lstat`` or
+    ``fstat``: localstore never makes a directory, pipe or device in a store
+    file's place, and opening one fails with an error that does not say so.
+    """
+    if not stat.S_ISREG(mode):
+        kind = "a directory" if stat.S_ISDIR(mode) else "a special file"
+        raise CorruptStoreError(
+            f"{path} is {kind}, not a store file; it was left as it is", path
+        )

@@ -16,7 +16,7 @@ import time
 from stat import S_ISLNK
 
 from . import _log
-from ._layout import list_directory, make_private_dirs
+from ._layout import list_directory, make_private_dirs, refuse_non_file
 from ._sqlite_errors import is_shm_error
 from ._sqlite_sql import (
     APPLICATION_ID,
@@ -47,8 +47,13 @@ def open_store_file(
 
     Returns the connection and whether it only reads the file as it stands
     (see :func:`_is_readable_as_it_stands`).
+
+    :raises CorruptStoreError: for a symbolic link, a directory or another
+        file that is not a regular file in the store file's place (``stat`` is
+        its ``lstat``).
     """
     _refuse_links(path, stat)
+    refuse_non_file(path, stat.st_mode)
     conn, read_only = _connect(sqlite_uri(path, "rw"), timeout), False
     try:
         try:

@@ -431,14 +431,26 @@ class StateBackend(Backend):
             return None if state is None else state.clear(now)
 
     def clear_cache(self, context: str | None, store: str | None, now: int) -> int:
-        """Delete evict-policy and TTL keys, and evict-policy store documents."""
-        stores = self.list_stores(context, now) if store is None else [store]
+        """Delete evict-policy and TTL keys, and evict-policy store documents.
+
+        Without ``store``, a store whose damage shows only now (a value a write
+        refuses to carry) is left out with a logged warning, as listings leave
+        out a damaged file; a named store raises.
+        """
+        if store is not None:
+            return self._clear_cache_of(context, store, now)
         deleted = 0
-        for name in stores:
-            with self._writing(context, name, now, create=False) as state:
-                if state is not None:
-                    deleted += state.clear_cache()
+        for name in self.list_stores(context, now):
+            try:
+                deleted += self._clear_cache_of(context, name, now)
+            except CorruptStoreError as exc:
+                logger.warning("not clearing the cache of a damaged store: %s", exc)
         return deleted
+
+    def _clear_cache_of(self, context: str | None, store: str, now: int) -> int:
+        """Delete one store's cache entries; return how many."""
+        with self._writing(context, store, now, create=False) as state:
+            return 0 if state is None else state.clear_cache()
 
     def list_stores(self, context: str | None, now: int) -> list[str]:
         """Return the names of the stores that exist in ``context``, sorted.

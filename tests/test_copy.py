@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import logging
 import math
 import re
 import subprocess
@@ -16,6 +18,7 @@ from localstore import (
     ArgumentTypeError,
     ExecutionStoreService,
     InvalidArgumentError,
+    StoreIOError,
     copy_root,
 )
 from localstore._service import open_backend
@@ -182,8 +185,38 @@ def test_expired_keys_are_not_copied(tmp_path):
     ) == ["kept"]
 
 
-def test_copying_a_missing_root_copies_nothing(tmp_path):
-    assert copy_root(tmp_path / "missing", tmp_path / "b") == {}
+@pytest.mark.parametrize("source_backend", ["sqlite", "json"])
+def test_copying_a_missing_source_root_raises_naming_it(tmp_path, source_backend):
+    missing = tmp_path / "missing"
+
+    with pytest.raises(StoreIOError) as raised:
+        copy_root(missing, tmp_path / "b", source_backend=source_backend)
+
+    assert isinstance(raised.value, OSError)
+    assert raised.value.errno == errno.ENOENT
+    assert str(missing) in str(raised.value)
+    assert not (tmp_path / "b").exists()
+    assert copy_root(missing, tmp_path / "c", source_backend="memory") == {}
+
+
+def test_a_damaged_source_store_is_left_out_with_a_warning(tmp_path, caplog):
+    source = ExecutionStoreService(root=tmp_path / "a", backend="json")
+    source.set_key("bad", "k", 1.5)
+    source.set_key("good", "k", 2)
+    path = Path(source.repo.store_path(None, "bad"))
+    path.write_text(path.read_text().replace('"value": 1.5', '"value": 1e400'))
+
+    with caplog.at_level(logging.WARNING, logger="localstore"):
+        written = copy_root(
+            tmp_path / "a",
+            tmp_path / "b",
+            source_backend="json",
+            target_backend="sqlite",
+        )
+
+    assert written == {("execution_store", None, "good"): 1}
+    assert ExecutionStoreService(root=tmp_path / "b").list_stores() == ["good"]
+    assert any(str(path) in record.getMessage() for record in caplog.records)
 
 
 def test_copy_root_rejects_bad_arguments(root, tmp_path):

@@ -281,3 +281,137 @@ def test_json_file_replaced_by_hand_with_an_older_copy_is_read_as_it_now_is(
     assert service.get_value("s", "k") == "old"
     assert service.list_keys("s") == ["k", "k2"]
     service.close()
+
+
+# Numbers JSON reads but cannot write, and directories in a file's place ------------
+
+
+def edit_json_file(path: Path, old: str, new: str) -> bytes:
+    """Replace ``old`` with ``new`` in a store file, by hand; return the new bytes."""
+    text = path.read_text(encoding="utf-8")
+    assert text.count(old) == 1
+    path.write_text(text.replace(old, new), encoding="utf-8")
+    return path.read_bytes()
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("number", ["1e400", "-1e400"])
+def test_json_value_beyond_json_range_raises_corrupt_store_error_naming_the_file(
+    root: Path, number: str
+) -> None:
+    service = ExecutionStoreService(root=root, backend="json")
+    service.set_key("bad", "k", 1.5)
+    service.set_key("bad", "k2", 2)
+    path = Path(service.repo.store_path(None, "bad"))
+    damaged = edit_json_file(path, '"value": 1.5', f'"value": {number}')
+    calls = {
+        "get_value": lambda: service.get_value("bad", "k"),
+        "get_key": lambda: service.get_key("bad", "k"),
+        "list_values": lambda: service.list_values("bad"),
+        "set_key": lambda: service.set_key("bad", "k3", 3),
+        "delete_key": lambda: service.delete_key("bad", "k2"),
+        "clear_cache": lambda: service.clear_cache("bad"),
+    }
+
+    for name, call in calls.items():
+        with pytest.raises(CorruptStoreError) as raised:
+            call()
+        assert raised.value.path == str(path), name
+        assert str(path) in str(raised.value), name
+
+    assert path.read_bytes() == damaged
+    service.close()
+
+
+@pytest.mark.timeout(30)
+def test_json_value_beyond_json_range_is_skipped_by_sweep_and_clear_cache(
+    root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    service = ExecutionStoreService(root=root, backend="json")
+    service.set_key("bad", "k", 1.5)
+    service.set_cache_key("good", "cached", 1)
+    path = Path(service.repo.store_path(None, "bad"))
+    damaged = edit_json_file(path, '"value": 1.5', '"value": 1e400')
+
+    with caplog.at_level(logging.WARNING, logger="localstore"):
+        swept = service.sweep()
+        service.clear_cache()
+
+    assert swept == {}
+    assert service.list_keys("good") == []
+    assert any(str(path) in record.getMessage() for record in caplog.records)
+    assert path.read_bytes() == damaged
+
+
+@pytest.mark.timeout(30)
+def test_json_metadata_beyond_json_range_raises_corrupt_store_error(
+    root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    service = ExecutionStoreService(root=root, backend="json")
+    service.create_store("bad", metadata={"threshold": 1.5})
+    service.set_key("good", "k", 1)
+    path = Path(service.repo.store_path(None, "bad"))
+    damaged = edit_json_file(path, '"threshold": 1.5', '"threshold": 1e400')
+
+    with pytest.raises(CorruptStoreError, match="metadata") as raised:
+        service.get_store("bad")
+    with caplog.at_level(logging.WARNING, logger="localstore"):
+        stores = service.list_stores()
+
+    assert raised.value.path == str(path)
+    assert stores == ["good"]
+    assert path.read_bytes() == damaged
+
+
+@pytest.mark.timeout(30)
+def test_directory_in_place_of_a_store_file_raises_corrupt_store_error(
+    root: Path, file_backend: str
+) -> None:
+    service = ExecutionStoreService(root=root, backend=file_backend)
+    path = Path(service.repo.store_path(None, "bad"))
+    path.parent.mkdir(parents=True)
+    path.mkdir()
+    calls = {
+        "get_value": lambda: service.get_value("bad", "k"),
+        "has_key": lambda: service.has_key("bad", "k"),
+        "list_keys": lambda: service.list_keys("bad"),
+        "set_key": lambda: service.set_key("bad", "k", 1),
+        "delete_key": lambda: service.delete_key("bad", "k"),
+        "create_store": lambda: service.create_store("bad"),
+        "delete_store": lambda: service.delete_store("bad"),
+    }
+
+    for name, call in calls.items():
+        with pytest.raises(CorruptStoreError, match="is a directory") as raised:
+            call()
+        assert raised.value.path == str(path), name
+        assert str(path) in str(raised.value), name
+
+    assert path.is_dir()
+    assert list(path.iterdir()) == []
+    service.close()
+
+
+@pytest.mark.timeout(30)
+def test_directory_in_place_of_a_store_file_is_skipped_by_listings(
+    root: Path, file_backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    service = ExecutionStoreService(root=root, backend=file_backend)
+    service.set_key("good", "k", 1)
+    path = Path(service.repo.store_path(None, "bad"))
+    path.mkdir()
+
+    with caplog.at_level(logging.WARNING, logger="localstore"):
+        stores = service.list_stores()
+        documents = service.list_stores_global()
+        swept = service.sweep()
+        service.clear_cache()
+        service.cleanup()
+
+    assert stores == ["good"]
+    assert [document.store_name for document in documents] == ["good"]
+    assert swept == {}
+    assert service.list_stores() == []
+    assert any(str(path) in record.getMessage() for record in caplog.records)
+    assert path.is_dir()
+    service.close()
