@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
 
-from . import _codec
+from . import _codec, _log
 from ._backend import Backend, KeyRecord, StoreRecord
 from ._paths import resolve_root
 from ._validate import (
@@ -471,7 +471,10 @@ class ExecutionStoreService:
         """Delete every store of this context, keys and documents alike."""
         now = now_micros()
         for store in self._repo.list_stores(self._context, now):
-            self._repo.delete_store(self._context, store, now)
+            try:
+                self._repo.delete_store(self._context, store, now)
+            except CorruptStoreError as exc:  # damage list_stores could not see
+                _log.warning(__name__, "not deleting a damaged store: %s", exc)
         _tell_subscribers(self._repo, self._context, None)
 
     def sweep(self) -> dict[tuple[str | None, str], int]:

@@ -344,6 +344,24 @@ def test_json_value_beyond_json_range_is_skipped_by_sweep_and_clear_cache(
 
 
 @pytest.mark.timeout(30)
+def test_cleanup_deletes_the_other_stores_and_leaves_a_damaged_one(
+    root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    service = ExecutionStoreService(root=root, backend="json")
+    service.set_key("bad", "k", 1.5)
+    service.set_key("good", "k", 1)
+    path = Path(service.repo.store_path(None, "bad"))
+    damaged = edit_json_file(path, '"value": 1.5', '"value": 1e400')
+
+    with caplog.at_level(logging.WARNING, logger="localstore"):
+        service.cleanup()
+
+    assert not service.has_store("good")
+    assert any(str(path) in record.getMessage() for record in caplog.records)
+    assert path.read_bytes() == damaged
+
+
+@pytest.mark.timeout(30)
 def test_json_metadata_beyond_json_range_raises_corrupt_store_error(
     root: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
