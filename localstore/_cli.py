@@ -197,7 +197,7 @@ def _add_global_options(parser: argparse.ArgumentParser, default: Any) -> None:
     )
     parser.add_argument(
         "--collection",
-        type=_checked(check_name),
+        type=_checked(lambda name: check_name(name, "collection_name")),
         metavar="NAME",
         default=DEFAULT_COLLECTION if default is None else default,
         help=f"the collection (default: {DEFAULT_COLLECTION})",

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
+from ._export import escape_surrogates
 from ._service import ExecutionStoreService
 from ._state import describe_context
 from .errors import LocalStoreError
@@ -82,8 +83,8 @@ def context_label(context: str | None) -> str:
 
 
 def print_json(data: Any) -> None:
-    """Print machine-readable output."""
-    print(json.dumps(data, ensure_ascii=False, indent=2))
+    """Print machine-readable output; a lone surrogate in it is printed escaped."""
+    print(escape_surrogates(json.dumps(data, ensure_ascii=False, indent=2)))
 
 
 def print_table(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from contextlib import suppress
 from typing import Any, NamedTuple
@@ -20,11 +19,12 @@ from ._cli_common import (
     require_store,
 )
 from ._documents import to_datetime
-from ._export import FIELDS, document_line, iso, to_json
+from ._export import FIELDS, document_fields, escape_surrogates, iso, to_json
 from ._layout import list_directory
 from ._paths import resolve_root
 from ._state import describe_context
 from ._validate import now_micros
+from .errors import CorruptStoreError
 
 __all__ = ["run_doctor", "run_get", "run_keys", "run_ls", "run_path"]
 
@@ -66,7 +66,7 @@ def run_ls(args: argparse.Namespace) -> int:
         for store in repo.list_stores(context, now):
             document, keys = repo.dump_store(context, store, now)
             size = _file_size(repo, context, store)
-            updated_at = _last_update(document, keys)
+            updated_at = _last_update(store, document, keys)
             found.append(_StoreRow(context, store, len(keys), size, updated_at))
 
     if args.json:
@@ -123,8 +123,7 @@ def run_get(args: argparse.Namespace) -> int:
         where = f"store {args.store!r} of {describe_context(context)}"
         raise CommandError(f"no key {args.key!r} in {where}")
 
-    line = document_line(context, args.store, record)
-    fields = json.loads(line)
+    fields = document_fields(context, args.store, record)
     if args.json and args.meta:
         print_json(fields)
     elif args.meta:
@@ -132,7 +131,7 @@ def run_get(args: argparse.Namespace) -> int:
         fields["dataset_id"] = context_label(context)
         print_table(None, [[f"{name}:", _text(fields[name])] for name in FIELDS])
     else:
-        print(to_json(fields["value"]))
+        print(escape_surrogates(to_json(fields["value"])))
     return 0
 
 
@@ -178,12 +177,24 @@ def _file_size(repo: Backend, context: str | None, store: str) -> int | None:
     return size
 
 
-def _last_update(document: StoreRecord | None, keys: list[KeyRecord]) -> int | None:
-    """Return when a store's document or one of its live keys was last written."""
+def _last_update(
+    store: str, document: StoreRecord | None, keys: list[KeyRecord]
+) -> int | None:
+    """Return when a store's document or one of its live keys was last written.
+
+    :raises CorruptStoreError: for a timestamp that localstore never writes.
+    """
     times = [record.updated_at or record.created_at for record in keys]
     if document is not None:
         times.append(document.updated_at or document.created_at)
-    return max(times, default=None)
+    try:
+        latest = max(times, default=None)
+        to_datetime(latest)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise CorruptStoreError(
+            f"store {store!r} holds a damaged timestamp: {exc}"
+        ) from exc
+    return latest
 
 
 def _human_time(micros: int | None) -> str:

@@ -6,6 +6,7 @@ The format of export files is :mod:`localstore._export`'s.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -14,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 
 from . import _codec
-from ._backend import Backend
+from ._backend import Backend, KeyRecord, StoreRecord
 from ._cli_common import (
     CommandError,
     context_label,
@@ -29,7 +30,7 @@ from ._export import decode_value, document_line, read_lines
 from ._paths import decode_name, resolve_root
 from ._state import describe_context
 from ._validate import now_micros
-from .errors import InvalidArgumentError
+from .errors import CorruptStoreError, InvalidArgumentError
 
 __all__ = [
     "run_clear_cache",
@@ -48,11 +49,11 @@ def run_set(args: argparse.Namespace) -> int:
     try:
         value = decode_value(text)
         _codec.encode(value)
-    except (ValueError, TypeError) as exc:
-        args.parser.error(
-            f"VALUE is not a storable JSON value ({exc}); a string needs quotes, "
-            """as in '"text"'"""
-        )
+    except ValueError as exc:  # InvalidValueError is a ValueError too
+        hint = ""
+        if isinstance(exc.__cause__, json.JSONDecodeError):
+            hint = """; a string needs quotes, as in '"text"'"""
+        args.parser.error(f"VALUE {exc}{hint}")
 
     service = open_service(args)
     service.set_key(args.store, args.key, value, ttl=args.ttl, policy=args.policy)
@@ -135,16 +136,19 @@ def run_export(args: argparse.Namespace) -> int:
     context, repo = service.dataset_id, service.repo
     for store in args.stores:
         require_store(service, store)
+    # Without store names, a damaged store is left out and the rest exported;
+    # a store named on the command line must be exported whole or not at all.
     with _counting_warnings() as left_out:  # a listing skips damaged stores
         stores = list(dict.fromkeys(args.stores)) or service.list_stores()
 
     def lines() -> Iterator[bytes]:
         for store in show_progress(stores, "exporting store"):
-            document, keys = repo.dump_store(context, store, now_micros())
-            if document is not None:
-                yield document_line(context, store, document).encode() + b"\n"
-            for record in keys:
-                yield document_line(context, store, record).encode() + b"\n"
+            try:
+                yield from _store_lines(repo, context, store)
+            except CorruptStoreError as exc:
+                if args.stores:
+                    raise
+                left_out.warn(f"leaving out a damaged store: {exc}")
 
     if args.output is None:
         sys.stdout.flush()
@@ -289,6 +293,20 @@ def _count_expired(repo: Backend, now: int) -> dict[tuple[str | None, str], int]
     return counts
 
 
+def _store_lines(repo: Backend, context: str | None, store: str) -> list[bytes]:
+    """Return the export lines of a store, its document first.
+
+    :raises CorruptStoreError: for a damaged store file or value; no line is
+        returned then, so a store is exported whole or not at all.
+    """
+    document, keys = repo.dump_store(context, store, now_micros())
+    records: list[KeyRecord | StoreRecord] = [] if document is None else [document]
+    records += keys
+    return [
+        document_line(context, store, record).encode() + b"\n" for record in records
+    ]
+
+
 def _by_context(item: tuple[tuple[str | None, str], int]) -> tuple[str, str, str]:
     """Sort key: the global context first, then datasets and stores by name."""
     (context, store), _ = item
@@ -303,8 +321,12 @@ class _WarningCounter(logging.Handler):
         self.count = 0
 
     def emit(self, record: logging.LogRecord) -> None:
+        self.warn(record.getMessage())
+
+    def warn(self, message: str) -> None:
+        """Print a warning of the command's own, and count it."""
         self.count += 1
-        print(f"localstore: warning: {record.getMessage()}", file=sys.stderr)
+        print(f"localstore: warning: {message}", file=sys.stderr)
 
 
 @contextmanager

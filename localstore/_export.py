@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
+import re
 from typing import Any
 
 from . import _codec
@@ -23,7 +25,9 @@ __all__ = [
     "FIELDS",
     "Groups",
     "decode_value",
+    "document_fields",
     "document_line",
+    "escape_surrogates",
     "iso",
     "read_lines",
     "to_json",
@@ -50,26 +54,68 @@ to_json = json.JSONEncoder(
     ensure_ascii=False, allow_nan=False, separators=(",", ":")
 ).encode
 
+#: A lone surrogate: Python strings hold them, UTF-8 cannot.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def document_fields(
+    context: str | None, store: str, record: KeyRecord | StoreRecord
+) -> dict[str, Any]:
+    """Return the export fields of a key or a store document, value as a JSON tree.
+
+    The value is checked as reading it through the service checks it.
+
+    :raises CorruptStoreError: naming the key and store, for a value the codec
+        cannot read (a file edited by hand, say), a number beyond the range of a
+        float, or a timestamp or policy that localstore never writes.
+    """
+    if isinstance(record, StoreRecord):
+        what = f"the document of store {store!r}"
+        key, text, expires_at = STORE_KEY, record.metadata, None
+    else:
+        what = f"key {record.key!r} of store {store!r}"
+        key, text, expires_at = record.key, record.value, record.expires_at
+    try:
+        value = None if text is None else _stored_tree(text)
+    except CorruptStoreError as exc:
+        raise CorruptStoreError(f"{what}: {exc}") from exc
+
+    try:
+        return {
+            "dataset_id": context,
+            "store_name": store,
+            "key": key,
+            "value": value,
+            "created_at": iso(record.created_at),
+            "updated_at": iso(record.updated_at),
+            "expires_at": iso(expires_at),
+            "policy": check_policy(record.policy),
+        }
+    except (LocalStoreError, TypeError, ValueError, OverflowError) as exc:
+        raise CorruptStoreError(
+            f"{what}: a stored timestamp or policy is damaged: {exc}"
+        ) from exc
+
 
 def document_line(
     context: str | None, store: str, record: KeyRecord | StoreRecord
 ) -> str:
-    """Return the export line (without its newline) of a key or a store document."""
-    if isinstance(record, StoreRecord):
-        key, text, expires_at = STORE_KEY, record.metadata, None
-    else:
-        key, text, expires_at = record.key, record.value, record.expires_at
-    fields = {
-        "dataset_id": context,
-        "store_name": store,
-        "key": key,
-        "value": None if text is None else json.loads(text),
-        "created_at": iso(record.created_at),
-        "updated_at": iso(record.updated_at),
-        "expires_at": iso(expires_at),
-        "policy": record.policy,
-    }
-    return to_json(fields)
+    """Return the export line (without its newline) of a key or a store document.
+
+    :raises CorruptStoreError: as :func:`document_fields` does.
+    """
+    return escape_surrogates(to_json(document_fields(context, store, record)))
+
+
+def escape_surrogates(text: str) -> str:
+    r"""Write the lone surrogates in JSON text as ``\uXXXX`` escapes.
+
+    UTF-8 cannot hold a lone surrogate, so printing or encoding one fails; a
+    value edited by hand can hold one, and the escape is the JSON for it.
+    """
+    if text.isascii():
+        return text
+    return _SURROGATE.sub(lambda match: f"\\u{ord(match[0]):04x}", text)
 
 
 def read_lines(data: bytes) -> Groups:
@@ -105,11 +151,26 @@ def read_lines(data: bytes) -> Groups:
 
 
 def decode_value(text: str) -> Any:
-    """Decode JSON text in the codec's tagged form, or raise :class:`ValueError`."""
+    """Decode JSON text in the codec's tagged form, or raise :class:`ValueError`.
+
+    The message of the error reads after the word for the text ("VALUE is not
+    valid JSON ..."); a syntax error has a :class:`json.JSONDecodeError` as cause.
+    """
+    try:
+        tree = _STRICT_DECODER.decode(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"is not valid JSON ({exc})") from exc
+    except ValueError as exc:  # raised by a hook: NaN, Infinity or a float overflow
+        raise ValueError(f"is not storable JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise ValueError("is nested too deeply to parse") from exc
+    if '"$' not in text:  # without a tag the tree already is the value
+        return tree
+
     try:
         return _codec.decode(text)
     except CorruptStoreError as exc:  # the codec's word for text it cannot read
-        raise ValueError(f"a tagged value is malformed: {exc}") from exc
+        raise ValueError(f"holds a malformed tag ({exc.__cause__ or exc})") from exc
 
 
 def iso(micros: int | None) -> str | None:
@@ -157,7 +218,47 @@ def _canonical(tree: Any) -> str:
     """Return the codec's text for a value tree, checking it as ``set_key`` would."""
     text = to_json(tree)
     # Without a tag the tree already is the value; decoding would only copy it.
-    return _codec.encode(decode_value(text) if '"$' in text else tree)
+    if '"$' not in text:
+        return _codec.encode(tree)
+    try:
+        value = decode_value(text)
+    except ValueError as exc:
+        raise ValueError(f"the value {exc}") from exc
+    return _codec.encode(value)
+
+
+def _stored_tree(text: Any) -> Any:
+    """Return the JSON tree of a stored value, tags kept, or raise CorruptStoreError.
+
+    The tree must be strict JSON again when written out, so a number beyond the
+    range of a float (which Python reads as an infinity) is damage too.
+    """
+    try:
+        if not isinstance(text, str):  # a SQLite cell edited to a blob or a number
+            raise TypeError(f"it is {type(text).__name__}, not JSON text")
+        tree = _STRICT_DECODER.decode(text)
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise CorruptStoreError(f"a stored value is damaged: {exc}") from exc
+    if '"$' in text:
+        _codec.decode(text)  # raises CorruptStoreError for a malformed tag
+    return tree
+
+
+def _refuse_constant(name: str) -> Any:
+    """Refuse the non-standard JSON constants NaN and Infinity (tags carry them)."""
+    raise ValueError(f'{name} is not strict JSON (write {{"$float": "{name}"}})')
+
+
+def _finite_float(text: str) -> float:
+    """Parse a JSON number, refusing one too large for a float (Python's infinity)."""
+    number = float(text)
+    if math.isinf(number):
+        tag = "-Infinity" if number < 0 else "Infinity"
+        raise ValueError(
+            f"the number {text} is beyond the range of a float (write "
+            f'{{"$float": "{tag}"}} for an infinity)'
+        )
+    return number
 
 
 def _micros(fields: dict[str, Any], name: str) -> int | None:
@@ -171,3 +272,9 @@ def _micros(fields: dict[str, Any], name: str) -> int | None:
     if moment.tzinfo is not None:
         moment = moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
     return to_micros(moment)
+
+
+#: Reads JSON as the codec does, and also refuses numbers that overflow a float.
+_STRICT_DECODER = json.JSONDecoder(
+    parse_float=_finite_float, parse_constant=_refuse_constant
+)

@@ -10,6 +10,7 @@ import os
 import pty
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -127,6 +128,36 @@ def test_set_rejects_json_that_is_not_strict(root):
     assert result.returncode == 2
     assert "NaN is not strict JSON" in result.stderr
     assert run(root, "get", "s", "k").returncode == 1
+
+
+@pytest.mark.parametrize("number", ["1e400", "[-1e400]", '{"a": [1.5e999]}'])
+def test_set_refuses_a_number_that_overflows_to_infinity(root, number):
+    result = run(root, "set", "s", "k", number)
+
+    assert result.returncode == 2
+    assert "VALUE is not storable JSON: the number" in result.stderr
+    assert "beyond the range of a float" in result.stderr
+    assert run(root, "get", "s", "k").returncode == 1
+
+
+def test_set_of_text_that_is_not_json_says_so_with_the_parser_reason(root):
+    result = run(root, "set", "s", "k", "not json")
+
+    assert result.returncode == 2
+    complaint = result.stderr.splitlines()[-1]
+    assert complaint.startswith(
+        "localstore set: error: VALUE is not valid JSON (Expecting value: line 1"
+    )
+    assert "tag" not in complaint
+    assert "damaged" not in complaint
+
+
+def test_an_empty_collection_is_refused_under_its_own_name(root):
+    result = run(root, "--collection", "", "ls")
+
+    assert result.returncode == 2
+    assert "argument --collection: collection_name must not be empty" in (result.stderr)
+    assert "store_name" not in result.stderr
 
 
 def test_set_with_dash_reads_the_value_from_stdin(root):
@@ -297,8 +328,8 @@ def test_a_missing_store_or_key_prints_one_line_and_exits_1(root, args, message)
 @pytest.mark.parametrize(
     ("args", "complaint"),
     [
-        (["set", "s", "k", "hello"], "not a storable JSON value"),
-        (["set", "s", "k", '{"a": 1'], "not a storable JSON value"),
+        (["set", "s", "k", "hello"], "VALUE is not valid JSON"),
+        (["set", "s", "k", '{"a": 1'], "VALUE is not valid JSON"),
         (["set", "s", "k", str(2**70)], "signed 64-bit"),
         (["set", "s", "k", '{"$float": "Nope"}'], "malformed"),
         (["set", "s", "k", "1", "--ttl", "0"], "TTL must be a number"),
@@ -819,3 +850,107 @@ def test_export_of_a_context_with_a_damaged_store_exports_the_rest_and_exits_1(r
     assert '"store_name":"good"' in result.stdout
     assert "bad.sqlite" in result.stderr
     assert result.stderr.endswith("localstore: the export lacks 1 damaged store\n")
+
+
+# Values edited by hand ----------------------------------------------------------------
+
+
+def _edit_sqlite_key(root, store, key, **columns):
+    """Overwrite columns of a key's row in a SQLite store file, as a user might."""
+    path = next(root.rglob(f"{store}.sqlite"))
+    assignments = ", ".join(f"{name} = ?" for name in columns)
+    conn = sqlite3.connect(path)
+    try:
+        with conn:
+            conn.execute(
+                f"UPDATE keys SET {assignments} WHERE key = ?", [*columns.values(), key]
+            )
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize(
+    ("stored", "reason"),
+    [
+        ("{oops", "Expecting property name"),
+        ('{"$bytes": "!!"}', "base64"),
+        ("[1e400]", "beyond the range of a float"),
+        (b"\x00", "not JSON text"),
+    ],
+)
+@pytest.mark.parametrize("args", [["get", "st", "a"], ["get", "st", "a", "--meta"]])
+def test_get_of_a_damaged_value_is_one_error_line_and_exit_1(
+    root, stored, reason, args
+):
+    ok(root, "set", "st", "a", "1")
+    _edit_sqlite_key(root, "st", "a", value=stored)
+
+    result = run(root, *args)
+
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.startswith("localstore: key 'a' of store 'st': ")
+    assert reason in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_get_prints_a_stored_lone_surrogate_escaped(root):
+    ok(root, "set", "st", "a", "1")
+    _edit_sqlite_key(root, "st", "a", value='["\\ud800", "é"]')
+
+    plain = ok(root, "get", "st", "a")
+    meta = ok(root, "--json", "get", "st", "a", "--meta")
+    table = ok(root, "get", "st", "a", "--meta")
+
+    assert plain == '["\\ud800","é"]\n'
+    assert json.loads(meta)["value"] == ["\ud800", "é"]
+    assert 'value:       ["\\ud800","é"]' in table
+
+
+def test_ls_of_a_store_with_a_damaged_timestamp_is_one_error_line(root):
+    ok(root, "set", "st", "a", "1")
+    _edit_sqlite_key(root, "st", "a", updated_at="yesterday")
+
+    result = run(root, "ls")
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("localstore: store 'st' holds a damaged timestamp")
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_export_leaves_out_a_store_with_a_damaged_value_and_exits_1(root, tmp_path):
+    ok(root, "set", "st", "a", "1")
+    ok(root, "set", "st2", "b", '"ok"')
+    _edit_sqlite_key(root, "st", "a", value="{oops")
+    output = tmp_path / "out.jsonl"
+
+    listed = run(root, "export")
+    written = run(root, "export", "-o", str(output))
+    named = run(root, "export", "st2", "st", "-o", str(tmp_path / "named.jsonl"))
+
+    for result in (listed, written):
+        assert result.returncode == 1
+        warning, summary = result.stderr.splitlines()
+        assert warning.startswith(
+            "localstore: warning: leaving out a damaged store: key 'a' of store 'st'"
+        )
+        assert summary == "localstore: the export lacks 1 damaged store"
+    lines = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [(line["store_name"], line["key"]) for line in lines] == [("st2", "b")]
+    assert output.read_text() == listed.stdout
+    assert named.returncode == 1
+    assert named.stderr.startswith("localstore: key 'a' of store 'st': ")
+    assert not (tmp_path / "named.jsonl").exists()
+
+
+def test_export_escapes_a_lone_surrogate_and_import_names_the_line(root, tmp_path):
+    ok(root, "set", "st", "a", "1")
+    _edit_sqlite_key(root, "st", "a", value='"\\udc80"')
+
+    exported = ok(root, "export")
+    (tmp_path / "dump.jsonl").write_text(exported)
+    imported = run(tmp_path / "copy", "import", str(tmp_path / "dump.jsonl"))
+
+    assert '"value":"\\udc80"' in exported
+    assert imported.returncode == 2
+    assert "line 1: value holds the lone surrogate" in imported.stderr
