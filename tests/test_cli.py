@@ -954,3 +954,22 @@ def test_export_escapes_a_lone_surrogate_and_import_names_the_line(root, tmp_pat
     assert '"value":"\\udc80"' in exported
     assert imported.returncode == 2
     assert "line 1: value holds the lone surrogate" in imported.stderr
+
+
+def test_sweep_dry_run_counts_a_hand_edited_expiry_as_the_sweep_does(root):
+    service = ExecutionStoreService(root=root)
+    service.set_key("s", "edited", 1, ttl=60)
+    service.set_key("s", "gone", 2, ttl=1e-6)
+    path = service.repo.store_path(None, "s")
+    service.close()
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE keys SET expires_at = 'soon' WHERE key = 'edited'")
+    conn.commit()
+    conn.close()
+    time.sleep(0.01)
+
+    dry = json.loads(ok(root, "--json", "sweep", "--dry-run"))
+    swept = json.loads(ok(root, "--json", "sweep"))
+
+    assert dry["total"] == swept["total"] == 1
+    assert {**dry, "dry_run": False} == swept
