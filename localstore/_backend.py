@@ -71,7 +71,8 @@ class Backend(abc.ABC):
     """Stores keys of named stores, per context, under one root and collection.
 
     Methods that write a TTL'd key call :func:`catch_up` once they hold their
-    write lock, and store and return the moved times.
+    write lock (or do the same inside the statement that writes), and store and
+    return the moved times.
 
     Every method is safe to call from several threads and processes at once; a
     method that writes either completes or changes nothing. Expired keys are

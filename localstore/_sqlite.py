@@ -8,7 +8,8 @@ file, and the exact store name and dataset id.
 Concurrency rests on SQLite's own locking: every write is one statement or one
 ``BEGIN IMMEDIATE`` transaction, and a busy timeout makes writers queue instead
 of failing. A ``filelock`` lock is taken only to create a file, never per
-operation. Files are created, opened and pooled by :mod:`localstore._sqlite_files`.
+operation. Files are created and opened by :mod:`localstore._sqlite_files`, their
+connections pooled by :mod:`localstore._sqlite_pool`.
 
 A store file is never unlinked while the library runs: other processes may hold
 it open, and SQLite deletes a WAL file by name when its last connection closes,
