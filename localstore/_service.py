@@ -12,12 +12,16 @@ from ._backend import Backend, KeyRecord, StoreRecord
 from ._paths import resolve_root
 from ._validate import (
     check_dataset_id,
+    check_fields,
     check_key,
     check_name,
     check_policy,
     check_timeout,
+    check_write,
     expiry,
+    item_pairs,
     now_micros,
+    write_timing,
 )
 from .errors import ArgumentTypeError, CorruptStoreError, InvalidArgumentError
 
@@ -311,7 +315,7 @@ class ExecutionStoreService:
         policy = check_policy(policy)
         wanted = _codec.normalize(expected)
         text = _codec.encode(value)
-        now, expires_at, policy = _timing(ttl, policy)
+        now, expires_at, policy = write_timing(ttl, policy)
 
         def matches(current: str) -> bool:
             return bool(_codec.decode(current) == wanted)
@@ -337,9 +341,9 @@ class ExecutionStoreService:
         """
         store, policy = check_name(store_name), check_policy(policy)
         encoded = [
-            (check_key(key), _codec.encode(value)) for key, value in _pairs(items)
+            (check_key(key), _codec.encode(value)) for key, value in item_pairs(items)
         ]
-        now, expires_at, policy = _timing(ttl, policy)
+        now, expires_at, policy = write_timing(ttl, policy)
         if encoded:
             self._repo.set_keys(self._context, store, encoded, expires_at, policy, now)
             _tell_subscribers(self._repo, self._context, store)
@@ -440,7 +444,7 @@ class ExecutionStoreService:
             raise ArgumentTypeError(
                 f"key_prefix must be a str or None, not {type(key_prefix).__name__}"
             )
-        excluded = _check_fields(exclude_fields)
+        excluded = check_fields(exclude_fields)
         items = self._repo.list_items(self._context, store, now_micros(), key_prefix)
         values = [_codec.decode(text) for _, text in items]
         if excluded:
@@ -569,7 +573,7 @@ class ExecutionStoreService:
         self, store_name: str, key: str, value: Any, ttl: float | None, policy: str
     ) -> None:
         """Set a key and return nothing (``ExecutionStore.set``): a little quicker."""
-        store, key, text, now, expires_at, policy = _checked_write(
+        store, key, text, now, expires_at, policy = check_write(
             store_name, key, value, ttl, policy
         )
         self._repo.put_key(self._context, store, key, text, expires_at, policy, now)
@@ -586,7 +590,7 @@ class ExecutionStoreService:
         only_if_absent: bool,
     ) -> KeyRecord | None:
         """Validate, encode and write one key."""
-        store, key, text, now, expires_at, policy = _checked_write(
+        store, key, text, now, expires_at, policy = check_write(
             store_name, key, value, ttl, policy
         )
         return self._repo.set_key(
@@ -640,62 +644,6 @@ class ExecutionStoreService:
             updated_at=to_datetime(record.updated_at),
             policy=KeyPolicy(record.policy),
         )
-
-
-def _checked_write(
-    store_name: Any, key: Any, value: Any, ttl: Any, policy: Any
-) -> tuple[str, str, str, int, int | None, str]:
-    """Check a key's write and encode its value, before anything is touched.
-
-    :returns: the store, key, value text, the time now, the expiry and policy.
-    """
-    store = check_name(store_name)
-    key = check_key(key)
-    policy = check_policy(policy)
-    text = _codec.encode(value)
-    now, expires_at, policy = _timing(ttl, policy)
-    return store, key, text, now, expires_at, policy
-
-
-def _timing(ttl: Any, policy: str) -> tuple[int, int | None, str]:
-    """Return the time now, when a key set now with ``ttl`` expires, and its policy.
-
-    A TTL makes the key evictable, whatever policy was asked for.
-    """
-    now = now_micros()
-    if ttl is None:  # most keys: no call to make
-        return now, None, policy
-    return now, expiry(ttl, now), "evict"
-
-
-def _pairs(items: Any) -> list[tuple[Any, Any]]:
-    """Return ``set_keys``' items as a list of pairs, or raise for another shape."""
-    if isinstance(items, Mapping):
-        return list(items.items())
-    if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
-        raise ArgumentTypeError(
-            f"items must be a mapping or (key, value) pairs, not {type(items).__name__}"
-        )
-    pairs = list(items)
-    for pair in pairs:
-        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-            raise ArgumentTypeError(f"items must be (key, value) pairs; got {pair!r}")
-    return pairs
-
-
-def _check_fields(fields: Iterable[str] | None) -> frozenset[str]:
-    """Return ``exclude_fields`` as a set, or raise if it is not names."""
-    if fields is None:
-        return frozenset()
-    if isinstance(fields, str) or not isinstance(fields, Iterable):
-        raise ArgumentTypeError(
-            f"exclude_fields must be a list of field names, not {fields!r}"
-        )
-    names = frozenset(fields)
-    for name in names:
-        if not isinstance(name, str):
-            raise ArgumentTypeError(f"exclude_fields holds {name!r}, not a str")
-    return names
 
 
 def _tell_subscribers(repo: Backend, context: str | None, store: str | None) -> None:

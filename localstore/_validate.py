@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable, Mapping
 
+from ._codec import encode
 from .errors import ArgumentTypeError, InvalidArgumentError
 
 TYPE_CHECKING = False
@@ -14,11 +16,15 @@ if TYPE_CHECKING:
 __all__ = [
     "STORE_KEY",
     "check_dataset_id",
+    "check_fields",
     "check_key",
     "check_name",
     "check_policy",
     "check_timeout",
+    "check_write",
     "expiry",
+    "item_pairs",
+    "write_timing",
 ]
 
 #: The key under which FiftyOne keeps a store's own document; reserved here.
@@ -141,3 +147,59 @@ def _check_encodable(text: str, what: str) -> None:
         raise InvalidArgumentError(
             f"{what} {text!r} holds a lone surrogate and is not valid Unicode"
         ) from None
+
+
+def check_write(
+    store_name: Any, key: Any, value: Any, ttl: Any, policy: Any
+) -> tuple[str, str, str, int, int | None, str]:
+    """Check a key's write and encode its value, before anything is touched.
+
+    :returns: the store, key, value text, the time now, the expiry and policy.
+    """
+    store = check_name(store_name)
+    key = check_key(key)
+    policy = check_policy(policy)
+    text = encode(value)
+    now, expires_at, policy = write_timing(ttl, policy)
+    return store, key, text, now, expires_at, policy
+
+
+def write_timing(ttl: Any, policy: str) -> tuple[int, int | None, str]:
+    """Return the time now, when a key set now with ``ttl`` expires, and its policy.
+
+    A TTL makes the key evictable, whatever policy was asked for.
+    """
+    now = now_micros()
+    if ttl is None:  # most keys: no call to make
+        return now, None, policy
+    return now, expiry(ttl, now), "evict"
+
+
+def item_pairs(items: Any) -> list[tuple[Any, Any]]:
+    """Return ``set_keys``' items as a list of pairs, or raise for another shape."""
+    if isinstance(items, Mapping):
+        return list(items.items())
+    if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
+        raise ArgumentTypeError(
+            f"items must be a mapping or (key, value) pairs, not {type(items).__name__}"
+        )
+    pairs = list(items)
+    for pair in pairs:
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise ArgumentTypeError(f"items must be (key, value) pairs; got {pair!r}")
+    return pairs
+
+
+def check_fields(fields: Iterable[str] | None) -> frozenset[str]:
+    """Return ``exclude_fields`` as a set, or raise if it is not names."""
+    if fields is None:
+        return frozenset()
+    if isinstance(fields, str) or not isinstance(fields, Iterable):
+        raise ArgumentTypeError(
+            f"exclude_fields must be a list of field names, not {fields!r}"
+        )
+    names = frozenset(fields)
+    for name in names:
+        if not isinstance(name, str):
+            raise ArgumentTypeError(f"exclude_fields holds {name!r}, not a str")
+    return names
