@@ -273,16 +273,20 @@ def _collections(args: argparse.Namespace) -> list[str]:
     return sorted(names)
 
 
+#: 0001-01-01 in epoch microseconds: the earliest time every backend can query.
+_EARLIEST = -62_135_596_800_000_000
+
+
 def _count_expired(repo: Backend, now: int) -> dict[tuple[str | None, str], int]:
     """Count expired keys per (context, store) without deleting any.
 
     A backend returns the keys that are live at the ``now`` it is given; at the
-    epoch every stored key is, so a dump at 0 also holds the expired ones.
+    earliest time there is every stored key is, so such a dump holds them all.
     """
     counts = {}
     for context in repo.list_contexts():
-        for store in repo.list_stores(context, 0):
-            _, keys = repo.dump_store(context, store, 0)
+        for store in repo.list_stores(context, _EARLIEST):
+            _, keys = repo.dump_store(context, store, _EARLIEST)
             # A time edited by hand into something else is never expired, as
             # for the sweep itself (SQLite orders text after every number).
             expired = sum(

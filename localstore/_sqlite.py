@@ -186,10 +186,12 @@ class SQLiteBackend(Backend):
             if conn is None:
                 return None
             with _transaction(conn):
+                # Live or not is judged once the write lock is held: the key may
+                # have expired while this call waited for another writer.
+                now, expires_at = catch_up(now, expires_at)
                 row = conn.execute(SELECT_KEY, (key, now)).fetchone()
                 if row is None or not matches(row[1]):
                     return None
-                now, expires_at = catch_up(now, expires_at)
                 conn.execute(UPSERT_KEY_AT, (key, value, now, expires_at, policy))
         return KeyRecord(key, value, row[2], now, expires_at, policy)
 
@@ -210,8 +212,8 @@ class SQLiteBackend(Backend):
                 return None
             row = None
             with _transaction(conn):
+                now, expires_at = catch_up(now, expires_at)
                 if set_expiry:
-                    now, expires_at = catch_up(now, expires_at)
                     row = conn.execute(
                         UPDATE_EXPIRY,
                         {"key": key, "now": now, "expires_at": expires_at},

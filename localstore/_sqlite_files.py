@@ -102,6 +102,7 @@ def create_store_file(
         if os.path.exists(path):
             return
         _remove_abandoned_temporaries(directory)
+        _remove_orphaned_wal(path)
         temporary = f"{path}.{uuid.uuid4().hex}.tmp"
         try:
             _initialize(temporary, context, store)
@@ -274,6 +275,20 @@ def _remove_abandoned_temporaries(directory: str) -> None:
             _log.debug(
                 __name__, "removed abandoned temporary file %s in %s", entry, directory
             )
+
+
+def _remove_orphaned_wal(path: str) -> None:
+    """Delete a ``-wal`` and ``-shm`` file left where a store file is about to be.
+
+    Only called under the creation lock while ``path`` does not exist: they
+    belonged to a store file that was deleted on its own (by hand, or by a
+    directory removal racing with a write). SQLite would apply such a WAL to the
+    new file, whose pages it does not describe.
+    """
+    for leftover in (path + "-wal", path + "-shm"):
+        if os.path.lexists(leftover):
+            os.unlink(leftover)
+            _log.debug(__name__, "removed orphaned %s", leftover)
 
 
 def sqlite_uri(path: str, mode: str) -> str:

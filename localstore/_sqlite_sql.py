@@ -197,8 +197,11 @@ ON CONFLICT (id) DO UPDATE SET metadata = excluded.metadata,
 )
 LOAD_STORE_DOC_IF_ABSENT = _LOAD_STORE_DOC + "ON CONFLICT (id) DO NOTHING"
 # An expired key is left for a purge or sweep: it reads as absent already.
+# Live or not is judged at the time of the delete (NOW_FUNCTION, once the write
+# lock is held), or the call's time (?2) if that is later.
 DELETE_LIVE_KEY = (
-    "DELETE FROM keys WHERE key = ?1 AND (expires_at IS NULL OR expires_at > ?2)"
+    "DELETE FROM keys WHERE key = ?1 AND (expires_at IS NULL OR "
+    f"expires_at > max({NOW_FUNCTION}(), ?2))"
 )
 DELETE_EXPIRED = "DELETE FROM keys WHERE expires_at IS NOT NULL AND expires_at <= :now"
 PURGE_EXPIRED = f"""

@@ -345,12 +345,14 @@ class StateBackend(Backend):
     ) -> KeyRecord | None:
         """Write a live key if its value matches, in one step."""
         with self._writing(context, store, now, create=False) as state:
+            # Live or not is judged once the lock is held: the key may have
+            # expired while this call waited for another writer.
+            now, expires_at = catch_up(now, expires_at)
             current = None if state is None else state.live_entry(key, now)
             if state is None or current is None:
                 return None
             if not matches(state.value_to_text(current.value)):
                 return None
-            now, expires_at = catch_up(now, expires_at)
             return state.put(key, value, expires_at, policy, now)
 
     def update_key(
@@ -368,8 +370,7 @@ class StateBackend(Backend):
         with self._writing(context, store, now, create=False) as state:
             if state is None:
                 return None
-            if set_expiry:
-                now, expires_at = catch_up(now, expires_at)
+            now, expires_at = catch_up(now, expires_at)
             return state.update(
                 key, now, expires_at=expires_at, policy=policy, set_expiry=set_expiry
             )
@@ -377,6 +378,7 @@ class StateBackend(Backend):
     def delete_key(self, context: str | None, store: str, key: str, now: int) -> bool:
         """Delete a key; return whether a live key was deleted."""
         with self._writing(context, store, now, create=False) as state:
+            now, _ = catch_up(now, None)
             return state is not None and state.delete(key, now)
 
     def list_items(

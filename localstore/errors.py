@@ -52,7 +52,9 @@ class StoreExistsError(LocalStoreError, ValueError):
 class LockTimeoutError(LocalStoreError, TimeoutError):
     """A lock or a busy store was not released within the configured timeout."""
 
-    def __init__(self, message: str, path: str) -> None:
+    def __init__(self, message: str, path: str | None = None) -> None:
+        # path has a default so that unpickling (which passes the message alone,
+        # then restores path) works: a process pool sends errors back pickled.
         super().__init__(message)
         self.path = path
 

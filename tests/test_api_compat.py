@@ -110,3 +110,20 @@ def test_every_error_derives_from_localstore_error():
     assert all(
         len(error.__mro__) > 4 for error in errors
     )  # each also has a built-in base
+
+
+def test_errors_survive_pickling_as_a_process_pool_sends_them():
+    import pickle
+
+    errors = [
+        localstore.LockTimeoutError("timed out", "/tmp/x/.lock"),
+        localstore.CorruptStoreError("damaged", "/tmp/x.sqlite"),
+        localstore.InvalidValueError("bad value"),
+    ]
+
+    copies = [pickle.loads(pickle.dumps(error)) for error in errors]
+
+    assert [type(copy) for copy in copies] == [type(error) for error in errors]
+    assert [str(copy) for copy in copies] == [str(error) for error in errors]
+    assert copies[0].path == "/tmp/x/.lock"
+    assert copies[1].path == "/tmp/x.sqlite"

@@ -964,6 +964,10 @@ def test_sweep_dry_run_counts_a_hand_edited_expiry_as_the_sweep_does(root):
     service.close()
     conn = sqlite3.connect(path)
     conn.execute("UPDATE keys SET expires_at = 'soon' WHERE key = 'edited'")
+    conn.execute(
+        "INSERT INTO keys SELECT 'negative', created_at, updated_at, -5, "
+        "policy, value FROM keys WHERE key = 'gone'"
+    )
     conn.commit()
     conn.close()
     time.sleep(0.01)
@@ -971,5 +975,5 @@ def test_sweep_dry_run_counts_a_hand_edited_expiry_as_the_sweep_does(root):
     dry = json.loads(ok(root, "--json", "sweep", "--dry-run"))
     swept = json.loads(ok(root, "--json", "sweep"))
 
-    assert dry["total"] == swept["total"] == 1
+    assert dry["total"] == swept["total"] == 2
     assert {**dry, "dry_run": False} == swept

@@ -181,3 +181,30 @@ def test_writes_purge_expired_keys_now_and_then(tmp_path):
     conn.close()
     assert rows[0] == 0
     assert service.count_keys("s") == PURGE_EVERY
+
+
+def test_a_wal_file_left_without_its_store_file_is_not_applied_to_a_new_one(tmp_path):
+    service = ExecutionStoreService(root=tmp_path)
+    service.set_key("s", "old", "from the deleted file")
+    path = Path(service.repo.store_path(None, "s"))
+    service.close()
+    # Another program writes through the WAL and keeps it; then only the
+    # store file itself is deleted.
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("PRAGMA wal_autocheckpoint = 0")
+    for i in range(50):
+        writer.execute(
+            "INSERT INTO keys (key, created_at, updated_at, policy, value) "
+            "VALUES (?, 1, 1, 'persist', '1')",
+            (f"w{i}",),
+        )
+    path.unlink()
+
+    fresh = ExecutionStoreService(root=tmp_path)
+    fresh.set_key("s", "new", 1)
+
+    assert fresh.list_keys("s") == ["new"]
+    check = sqlite3.connect(path)
+    assert check.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    check.close()
+    writer.close()

@@ -176,3 +176,62 @@ def test_ttl_counts_from_the_write_after_waiting_for_a_lock(root):
     assert service.get_key("s", "k") == doc
     assert service.set_key_if_absent("s", "k", "other") is False
     blocker.close()
+
+
+HOLD_LOCK = """
+import sqlite3, sys, time
+path, seconds = sys.argv[1], float(sys.argv[2])
+if path.endswith(".json"):
+    from filelock import FileLock
+    lock = FileLock(path + ".lock")
+    lock.acquire()
+else:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+print("held", flush=True)
+time.sleep(seconds)
+"""
+
+
+def hold_write_lock(service, store: str, seconds: float):
+    """Hold the store's write lock from another process for ``seconds``."""
+    import subprocess
+    import sys
+
+    path = service.repo.store_path(None, store)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, path, str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None
+    assert holder.stdout.readline() == "held\n"
+    return holder
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("backend", ["sqlite", "json"])
+@pytest.mark.parametrize(
+    ("call", "expected"),
+    [
+        (lambda service: service.compare_and_set_key("s", "k", "old", "new"), False),
+        (lambda service: service.delete_key("s", "k"), False),
+        (lambda service: service.update_policy("s", "k", "evict"), None),
+    ],
+    ids=["compare_and_set", "delete", "update_policy"],
+)
+def test_a_key_that_expires_during_a_lock_wait_is_judged_expired(
+    root, backend, call, expected
+):
+    from localstore import ExecutionStoreService
+
+    service = ExecutionStoreService(root=root, backend=backend, timeout=5)
+    service.set_key("s", "other", 1)
+    service.set_key("s", "k", "old", ttl=0.3)
+    hold = hold_write_lock(service, "s", 0.6)
+
+    answer = call(service)  # live when called, expired when the lock is free
+
+    hold.communicate()
+    assert answer == expected
+    assert service.get_value("s", "k") is None
