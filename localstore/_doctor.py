@@ -12,6 +12,7 @@ import re
 import sqlite3
 import time
 
+from ._export import document_fields
 from ._paths import GLOBAL_CONTEXT_DIR, decode_name
 from ._service import BACKENDS, open_backend
 from ._sqlite_files import sqlite_uri
@@ -162,7 +163,7 @@ def _check_json(path: str) -> str | None:
 
 
 def _check_read(root: str, path: str, kind: str) -> str | None:
-    """Read a store through its backend, which checks the shape of what it holds.
+    """Read a store and all it holds through its backend, as the API would.
 
     Files with hashed (shortened) names are left to the format checks: their
     exact names are only recorded inside them.
@@ -179,7 +180,12 @@ def _check_read(root: str, path: str, kind: str) -> str | None:
 
     backend = open_backend(kind, root, collection)
     try:
-        backend.dump_store(context, store, 0)
+        document, keys = backend.dump_store(context, store, 0)
+        # Every value, time and policy, checked as reading it would check it.
+        if document is not None:
+            document_fields(context, store, document)
+        for key in keys:
+            document_fields(context, store, key)
     except LocalStoreError as exc:
         return str(exc).removeprefix(path).lstrip()  # the report names the path
     finally:

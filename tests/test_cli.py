@@ -977,3 +977,27 @@ def test_sweep_dry_run_counts_a_hand_edited_expiry_as_the_sweep_does(root):
 
     assert dry["total"] == swept["total"] == 2
     assert {**dry, "dry_run": False} == swept
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "json"])
+def test_doctor_reports_a_value_edited_into_a_store_by_hand(root, backend):
+    service = ExecutionStoreService(root=root, backend=backend)
+    service.set_key("s", "k", 1)
+    service.set_key("s", "fine", 2)
+    path = Path(service.repo.store_path(None, "s"))
+    service.close()
+    if backend == "sqlite":
+        conn = sqlite3.connect(path)
+        conn.execute("UPDATE keys SET value = '{not json' WHERE key = 'k'")
+        conn.commit()
+        conn.close()
+    else:
+        text = path.read_text(encoding="utf-8")
+        path.write_text(text.replace('"value": 1', '"value": {"$bytes": 5}', 1))
+
+    result = run(root, "--backend", backend, "--json", "doctor")
+
+    assert result.returncode == 1, result.stdout
+    problems = json.loads(result.stdout)["problems"]
+    assert [Path(p["path"]).name for p in problems] == [path.name]
+    assert "'k'" in problems[0]["problem"]
