@@ -52,6 +52,17 @@ DAMAGES: dict[str, Callable[[Path], None]] = {
 }
 
 
+def assert_each_raises_corrupt_store_error(
+    calls: dict[str, Callable[[], object]], path: Path
+) -> None:
+    """Check that every call raises CorruptStoreError naming the damaged file."""
+    for name, call in calls.items():
+        with pytest.raises(CorruptStoreError) as raised:
+            call()
+        assert raised.value.path == str(path), name
+        assert str(path) in str(raised.value), name
+
+
 def damaged_service(
     root: Path, backend: str, damage: str
 ) -> tuple[ExecutionStoreService, Path]:
@@ -85,11 +96,7 @@ def test_damaged_store_raises_corrupt_store_error_naming_the_file(
         "create_store": lambda: service.create_store("bad"),
     }
 
-    for name, call in calls.items():
-        with pytest.raises(CorruptStoreError) as raised:
-            call()
-        assert raised.value.path == str(path), name
-        assert str(path) in str(raised.value), name
+    assert_each_raises_corrupt_store_error(calls, path)
 
     assert path.read_bytes() == before
     service.close()
@@ -313,11 +320,7 @@ def test_json_value_beyond_json_range_raises_corrupt_store_error_naming_the_file
         "clear_cache": lambda: service.clear_cache("bad"),
     }
 
-    for name, call in calls.items():
-        with pytest.raises(CorruptStoreError) as raised:
-            call()
-        assert raised.value.path == str(path), name
-        assert str(path) in str(raised.value), name
+    assert_each_raises_corrupt_store_error(calls, path)
 
     assert path.read_bytes() == damaged
     service.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-import threading
 import time
 from pathlib import Path
 
@@ -105,25 +104,6 @@ def test_new_key_gets_one_time_and_an_exact_ttl(tmp_path):
 
     assert doc.created_at == doc.updated_at
     assert (doc.expires_at - doc.updated_at).total_seconds() == 2.5
-
-
-@pytest.mark.timeout(30)
-def test_store_set_after_a_lock_wait_counts_its_ttl_from_the_write(tmp_path):
-    service = ExecutionStoreService(root=tmp_path, timeout=5)
-    store = ExecutionStore("s", service)
-    store.set("existing", 0)
-    blocker = sqlite3.connect(
-        service.repo.store_path(None, "s"),
-        isolation_level=None,
-        check_same_thread=False,
-    )
-    blocker.execute("BEGIN IMMEDIATE")
-    threading.Timer(0.6, lambda: blocker.execute("ROLLBACK")).start()
-
-    store.set("k", "v", ttl=0.5)
-
-    assert store.get("k") == "v"
-    blocker.close()
 
 
 def test_a_new_service_sees_a_removed_root_at_once(tmp_path):

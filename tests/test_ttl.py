@@ -156,26 +156,31 @@ def test_sweep_removes_expired_keys_for_good(service):
 
 @pytest.mark.timeout(30)
 def test_ttl_counts_from_the_write_after_waiting_for_a_lock(root):
-    import sqlite3
-    import threading
-
     from localstore import ExecutionStoreService
 
     service = ExecutionStoreService(root=root, timeout=5)
     service.set_key("s", "existing", 0)
-    blocker = sqlite3.connect(
-        service.repo.store_path(None, "s"),
-        isolation_level=None,
-        check_same_thread=False,
-    )
-    blocker.execute("BEGIN IMMEDIATE")
-    threading.Timer(0.6, lambda: blocker.execute("ROLLBACK")).start()
+    hold = hold_write_lock(service, "s", 0.6)
 
     doc = service.set_key("s", "k", "v", ttl=0.5)
 
+    hold.communicate()
     assert service.get_key("s", "k") == doc
     assert service.set_key_if_absent("s", "k", "other") is False
-    blocker.close()
+
+
+@pytest.mark.timeout(30)
+def test_store_set_after_a_lock_wait_counts_its_ttl_from_the_write(root):
+    from localstore import ExecutionStore, ExecutionStoreService
+
+    store = ExecutionStore("s", ExecutionStoreService(root=root, timeout=5))
+    store.set("existing", 0)
+    hold = hold_write_lock(store.service, "s", 0.6)
+
+    store.set("k", "v", ttl=0.5)
+
+    hold.communicate()
+    assert store.get("k") == "v"
 
 
 HOLD_LOCK = """
