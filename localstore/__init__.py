@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from ._documents import KeyDocument, KeyPolicy, StoreDocument
     from ._notify import ChangeEvent
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "ArgumentTypeError",
