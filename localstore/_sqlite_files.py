@@ -58,14 +58,14 @@ def open_store_file(
     try:
         try:
             conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA application_id").fetchone()
+            version = _check_store_file(conn, path, context, store)
         except sqlite3.OperationalError as exc:
             if not _is_readable_as_it_stands(path, exc):
                 raise
             conn.close()
             conn = _connect(sqlite_uri(path, "ro") + "&immutable=1", timeout)
             read_only = True
-        version = _check_store_file(conn, path, context, store)
+            version = _check_store_file(conn, path, context, store)
         if version < SCHEMA_VERSION and not read_only:
             _upgrade(conn, path)
     except BaseException:

@@ -326,15 +326,22 @@ def test_json_value_beyond_json_range_raises_corrupt_store_error_naming_the_file
     service.close()
 
 
+def json_root_with_a_value_beyond_range(
+    root: Path,
+) -> tuple[ExecutionStoreService, Path, bytes]:
+    """Return a JSON service whose store "bad" holds 1e400, its file, and its bytes."""
+    service = ExecutionStoreService(root=root, backend="json")
+    service.set_key("bad", "k", 1.5)
+    path = Path(service.repo.store_path(None, "bad"))
+    return service, path, edit_json_file(path, '"value": 1.5', '"value": 1e400')
+
+
 @pytest.mark.timeout(30)
 def test_json_value_beyond_json_range_is_skipped_by_sweep_and_clear_cache(
     root: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    service = ExecutionStoreService(root=root, backend="json")
-    service.set_key("bad", "k", 1.5)
+    service, path, damaged = json_root_with_a_value_beyond_range(root)
     service.set_cache_key("good", "cached", 1)
-    path = Path(service.repo.store_path(None, "bad"))
-    damaged = edit_json_file(path, '"value": 1.5', '"value": 1e400')
 
     with caplog.at_level(logging.WARNING, logger="localstore"):
         swept = service.sweep()
@@ -350,11 +357,8 @@ def test_json_value_beyond_json_range_is_skipped_by_sweep_and_clear_cache(
 def test_cleanup_deletes_the_other_stores_and_leaves_a_damaged_one(
     root: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    service = ExecutionStoreService(root=root, backend="json")
-    service.set_key("bad", "k", 1.5)
+    service, path, damaged = json_root_with_a_value_beyond_range(root)
     service.set_key("good", "k", 1)
-    path = Path(service.repo.store_path(None, "bad"))
-    damaged = edit_json_file(path, '"value": 1.5', '"value": 1e400')
 
     with caplog.at_level(logging.WARNING, logger="localstore"):
         service.cleanup()
