@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from itertools import chain
 
 from .errors import CorruptStoreError, InvalidValueError
@@ -52,9 +52,43 @@ _IS_INT, _IS_FLOAT, _IS_LIST = (
     list.__instancecheck__,
 )
 
-_dumps = json.JSONEncoder(
+_encoder = json.JSONEncoder(
     ensure_ascii=False, allow_nan=False, check_circular=False, separators=(",", ":")
-).encode
+)
+
+
+def _make_dumps() -> Callable[[Any], str]:
+    """Return ``_encoder.encode``, or the same work done by json's C encoder direct.
+
+    ``encode`` builds a new C encoder on each call, which costs a small value's
+    write about a microsecond; this one is built once (it keeps no state: no
+    circular-reference markers). Where the C encoder is missing or takes other
+    arguments, ``encode`` itself is used.
+    """
+    make_encoder = getattr(json.encoder, "c_make_encoder", None)  # not in typeshed
+    try:
+        if make_encoder is None:
+            raise TypeError("no C encoder")
+        chunks = make_encoder(
+            None,
+            _encoder.default,
+            json.encoder.encode_basestring,
+            None,
+            ":",
+            ",",
+            False,
+            False,
+            False,
+        )
+        if "".join(chunks({"a": [1, 2.5, None]}, 0)) != '{"a":[1,2.5,null]}':
+            raise TypeError("the C encoder writes other text")
+    except TypeError:
+        return _encoder.encode
+    join = "".join
+    return lambda value: join(chunks(value, 0))
+
+
+_dumps = _make_dumps()
 
 
 def encode(value: Any) -> str:
