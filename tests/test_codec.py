@@ -196,3 +196,27 @@ def test_records_with_str_subclass_keys_read_back_with_str_keys():
 
     assert read == [{"a": i, "b": [f"x{i}"]} for i in range(20)]
     assert {type(key) for row in read for key in row} == {str}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        _records(3),
+        "plain",
+        -(2**63),
+        1e300,
+        None,
+        [1, "two", [3.5, {"four": None}]],
+        {"é": "\u2603", "quote": 'a "b" \\ c\n'},
+    ],
+)
+def test_the_encoder_built_once_writes_what_json_writes(monkeypatch, value):
+    from localstore import _codec
+
+    expected = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    monkeypatch.setattr(json.encoder, "c_make_encoder", None)  # as without _json
+    without_c_encoder = _codec._make_dumps()
+
+    assert _codec._dumps(value) == expected
+    assert without_c_encoder(value) == expected
+    assert without_c_encoder == _codec._encoder.encode
