@@ -7,9 +7,12 @@ opened and checked by :mod:`localstore._sqlite_files`.
 A file deleted or replaced behind the pool's back (say, a test removed its
 temporary root) must not be used: its connection would read data that is gone
 and write where no one reads. Comparing the path's identity (device and inode,
-one ``lstat``) with the open file's costs 1-3 µs, as much as a whole read of a
-key, so reads do it on a service's first use of a file and then at most every
-:data:`RECHECK_SECONDS`; every write does it.
+one ``lstat``) with the open file's costs 2-4 µs here, as much as a whole read
+of a key, so it is done on a service's first use of a file and then at most
+every :data:`RECHECK_SECONDS`. In between, a write still asks whether the path
+names a file at all (``access``, about half the cost: no stat to build), so a
+write after a deletion always makes a new file; only a file deleted and made
+anew by another process within that time can go unnoticed until the next check.
 """
 
 from __future__ import annotations
@@ -43,9 +46,9 @@ __all__ = ["MAX_OPEN_FILES", "StoreFiles"]
 #: How many store files one process keeps open at most (each holds 3 descriptors).
 MAX_OPEN_FILES = 64
 
-#: How long a read may trust a check that the path still names the open file:
-#: one ``lstat`` per millisecond is nothing to a busy reader, and a store file
-#: deleted between two tests is noticed by the next test's first read.
+#: How long a call may trust a check that the path still names the open file:
+#: one ``lstat`` per millisecond is nothing to a busy caller, and a store file
+#: deleted between two tests is noticed by the next test's first call.
 RECHECK_SECONDS = 0.001
 
 #: Every how many writes through one connection expired keys are purged.
@@ -178,7 +181,7 @@ class StoreFiles:
 
         It gives ``None`` if the store has no file; with ``create`` the file is
         made first when missing. Say whether the call ``writes``: a write always
-        checks that the path still names the open file. SQLite and OS errors
+        checks that the path still names a file. SQLite and OS errors
         raised inside are converted to
         :class:`~localstore.errors.LocalStoreError` subclasses.
         """
@@ -253,15 +256,16 @@ class StoreFiles:
     ) -> _Handle | None:
         """Return the store's handle with its lock held, or ``None`` if no file.
 
-        A write, and a read that cannot trust the last check, check the file.
+        A call that cannot trust the last check of the file checks it again; a
+        write that can still makes sure the file exists.
         """
         handle = _pool.handles.get(path)  # a dict read needs no pool lock
         while True:
             if (
                 handle is None
-                or writes
                 or handle.checked_at < self.opened_at
                 or monotonic() - handle.checked_at > RECHECK_SECONDS
+                or (writes and not os.access(path, os.F_OK))
             ):
                 handle = self.handle(path, context, store, create)
                 if handle is None:
@@ -366,23 +370,22 @@ def _give_back(handle: _Handle, path: str, wrote: bool) -> None:
     """Release a handle that :meth:`StoreFiles.take` gave, after a call is done."""
     try:
         if wrote:
-            _purge_now_and_then(handle, path)
+            handle.writes += 1
+            if not handle.writes % PURGE_EVERY:
+                _purge_expired(handle, path)
         if not handle.pooled:
             handle.conn.close()
     finally:
         handle.lock.release()
 
 
-def _purge_now_and_then(handle: _Handle, path: str) -> None:
-    """Every :data:`PURGE_EVERY` writes through a handle, delete some expired keys.
+def _purge_expired(handle: _Handle, path: str) -> None:
+    """Delete some expired keys; writes call it every :data:`PURGE_EVERY` times.
 
     Expired keys read as absent already; this keeps a store written with TTLs
     from growing until the next sweep. The write has happened: a purge that
     fails (another writer holds the lock too long) is left for the next one.
     """
-    handle.writes += 1
-    if handle.writes % PURGE_EVERY:
-        return
     try:
         handle.conn.execute(PURGE_EXPIRED, (time.time_ns() // 1000,))
     except sqlite3.OperationalError as exc:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
-from localstore import ExecutionStore, ExecutionStoreService
+from localstore import ExecutionStore, ExecutionStoreService, _sqlite_pool
 from localstore._sqlite_pool import PURGE_EVERY, RECHECK_SECONDS
 from localstore._sqlite_sql import SCHEMA_VERSION
 
@@ -118,33 +119,64 @@ def test_a_new_service_sees_a_removed_root_at_once(tmp_path):
     assert service.list_stores() == []
 
 
-def test_a_write_after_the_root_was_removed_lands_in_a_new_file(tmp_path):
+_WRITES = {
+    "ExecutionStore.set": lambda service: ExecutionStore("s", service).set("new", 1),
+    "set_key": lambda service: service.set_key("s", "new", 1),
+    "set_keys": lambda service: service.set_keys("s", {"new": 1}),
+}
+
+
+@pytest.mark.parametrize("write", _WRITES.values(), ids=_WRITES.keys())
+def test_a_write_after_the_root_was_removed_lands_in_a_new_file(
+    tmp_path, monkeypatch, write
+):
+    # However recent the last check of the file, a write finds it gone.
+    monkeypatch.setattr(_sqlite_pool, "RECHECK_SECONDS", 3600.0)
     root = tmp_path / "root"
     service = ExecutionStoreService(root=root)
     service.set_key("s", "k", "before")
     shutil.rmtree(root)
 
-    service.set_key("s", "other", "after")
+    write(service)
 
     assert service.get_value("s", "k") is None
-    assert ExecutionStoreService(root=root).get_value("s", "other") == "after"
+    assert ExecutionStoreService(root=root).get_value("s", "new") == 1
+
+
+def test_a_write_lands_in_a_replaced_file_after_the_recheck_time(tmp_path):
+    service = ExecutionStoreService(root=tmp_path)
+    service.set_key("s", "k", "old file")
+    path = _replace_with_another_store_file(service, tmp_path)
+    time.sleep(RECHECK_SECONDS * 1.5)
+
+    ExecutionStore("s", service).set("k", "written")
+
+    assert ExecutionStoreService(root=tmp_path).get_value("s", "k") == "written"
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT value FROM keys").fetchall() == [('"written"',)]
 
 
 def test_a_read_sees_a_replaced_file_within_the_recheck_time(tmp_path):
     service = ExecutionStoreService(root=tmp_path)
     service.set_key("s", "k", "old file")
+    assert service.get_value("s", "k") == "old file"
+
+    _replace_with_another_store_file(service, tmp_path)
+    time.sleep(RECHECK_SECONDS * 1.5)
+
+    assert service.get_value("s", "k") == "new file"
+
+
+def _replace_with_another_store_file(service, tmp_path) -> Path:
+    """Put another service's file of store "s" (k: "new file") in place of service's."""
     path = Path(service.repo.store_path(None, "s"))
     other = ExecutionStoreService(root=tmp_path / "elsewhere")
     other.set_key("s", "k", "new file")
     other.close()
-    assert service.get_value("s", "k") == "old file"
-
     for suffix in ("-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     Path(other.repo.store_path(None, "s")).replace(path)
-    time.sleep(RECHECK_SECONDS * 1.5)
-
-    assert service.get_value("s", "k") == "new file"
+    return path
 
 
 def test_writes_purge_expired_keys_now_and_then(tmp_path):
