@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from ._export import escape_surrogates
@@ -15,7 +17,9 @@ from .errors import LocalStoreError
 
 __all__ = [
     "CommandError",
+    "WarningCounter",
     "context_label",
+    "counting_warnings",
     "open_service",
     "plural",
     "print_json",
@@ -55,6 +59,34 @@ def require_store(service: ExecutionStoreService, store: str) -> None:
         raise CommandError(
             f"no store {store!r} in {describe_context(service.dataset_id)}"
         )
+
+
+class WarningCounter(logging.Handler):
+    """Print localstore's warnings on stderr, as the command's own, and count them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.warn(record.getMessage())
+
+    def warn(self, message: str) -> None:
+        """Print a warning of the command's own, and count it."""
+        self.count += 1
+        print(f"localstore: warning: {message}", file=sys.stderr)
+
+
+@contextmanager
+def counting_warnings() -> Iterator[WarningCounter]:
+    """Count the warnings localstore logs inside the block (damaged stores skipped)."""
+    counter = WarningCounter()
+    logger = logging.getLogger("localstore")
+    logger.addHandler(counter)
+    try:
+        yield counter
+    finally:
+        logger.removeHandler(counter)
 
 
 def show_progress(items: Sequence[_T], label: str) -> Iterator[_T]:

@@ -10,7 +10,9 @@ from typing import Any, NamedTuple
 from ._backend import Backend, KeyRecord, StoreRecord
 from ._cli_common import (
     CommandError,
+    WarningCounter,
     context_label,
+    counting_warnings,
     open_service,
     plural,
     print_json,
@@ -56,43 +58,34 @@ class _StoreRow(NamedTuple):
 
 
 def run_ls(args: argparse.Namespace) -> int:
-    """Print the stores of a context (or all) with key count, size and last update."""
+    """Print the stores of a context (or all) with key count, size and last update.
+
+    A store or key that cannot be read is named on stderr and the rest are listed;
+    the command then exits 1.
+    """
     service = open_service(args)
     repo, now = service.repo, now_micros()
     contexts = repo.list_contexts() if args.all else [service.dataset_id]
 
     found = []
-    for context in contexts:
-        for store in repo.list_stores(context, now):
-            document, keys = repo.dump_store(context, store, now)
-            size = _file_size(repo, context, store)
-            updated_at = _last_update(store, document, keys)
-            found.append(_StoreRow(context, store, len(keys), size, updated_at))
+    with counting_warnings() as damaged:  # a listing skips damaged store files
+        for context in contexts:
+            for store in repo.list_stores(context, now):
+                row = _store_row(repo, context, store, now, damaged)
+                if row is not None:
+                    found.append(row)
 
     if args.json:
         print_json(
             [{**row._asdict(), "updated_at": iso(row.updated_at)} for row in found]
         )
-        return 0
-    if not found:
+    elif found:
+        _print_rows(found, every_context=args.all)
+    elif not damaged.count:
         print("(no stores)")
-        return 0
-    header = ["STORE", "KEYS", "SIZE", "UPDATED (UTC)"]
-    rows = [
-        [
-            row.store_name,
-            str(row.keys),
-            _human_size(row.size),
-            _human_time(row.updated_at),
-        ]
-        for row in found
-    ]
-    if args.all:
-        header.insert(0, "DATASET")
-        rows = [
-            [context_label(f.dataset_id), *r] for f, r in zip(found, rows, strict=True)
-        ]
-    print_table(header, rows, numeric={"KEYS", "SIZE"})
+    if damaged.count:
+        what = plural(damaged.count, "store or key", "stores or keys")
+        raise CommandError(f"{damaged.count} {what} could not be read")
     return 0
 
 
@@ -177,24 +170,56 @@ def _file_size(repo: Backend, context: str | None, store: str) -> int | None:
     return size
 
 
-def _last_update(
-    store: str, document: StoreRecord | None, keys: list[KeyRecord]
-) -> int | None:
-    """Return when a store's document or one of its live keys was last written.
+def _store_row(
+    repo: Backend, context: str | None, store: str, now: int, damaged: WarningCounter
+) -> _StoreRow | None:
+    """Return the line of ``ls`` for a store, and warn of each record it cannot read.
 
-    :raises CorruptStoreError: for a timestamp that localstore never writes.
+    A key that cannot be read is counted, but its times are not; ``None`` for a
+    store that cannot be read at all.
     """
-    times = [record.updated_at or record.created_at for record in keys]
-    if document is not None:
-        times.append(document.updated_at or document.created_at)
     try:
-        latest = max(times, default=None)
-        to_datetime(latest)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise CorruptStoreError(
-            f"store {store!r} holds a damaged timestamp: {exc}"
-        ) from exc
-    return latest
+        document, keys = repo.dump_store(context, store, now)
+    except CorruptStoreError as exc:
+        damaged.warn(f"leaving out a damaged store: {exc}")
+        return None
+
+    # Every value, time and policy, checked as reading it would check it.
+    records: list[KeyRecord | StoreRecord] = [] if document is None else [document]
+    readable = []
+    for record in records + keys:
+        try:
+            document_fields(context, store, record)
+        except CorruptStoreError as exc:
+            where = f"{describe_context(context)}: " if context is not None else ""
+            damaged.warn(f"{where}{exc}")
+        else:
+            readable.append(record)
+
+    times = [record.updated_at or record.created_at for record in readable]
+    updated_at = max((time for time in times if time is not None), default=None)
+    size = _file_size(repo, context, store)
+    return _StoreRow(context, store, len(keys), size, updated_at)
+
+
+def _print_rows(found: list[_StoreRow], *, every_context: bool) -> None:
+    """Print the lines of ``ls`` as a table; with a dataset column for ``--all``."""
+    header = ["STORE", "KEYS", "SIZE", "UPDATED (UTC)"]
+    rows = [
+        [
+            row.store_name,
+            str(row.keys),
+            _human_size(row.size),
+            _human_time(row.updated_at),
+        ]
+        for row in found
+    ]
+    if every_context:
+        header.insert(0, "DATASET")
+        rows = [
+            [context_label(f.dataset_id), *r] for f, r in zip(found, rows, strict=True)
+        ]
+    print_table(header, rows, numeric={"KEYS", "SIZE"})
 
 
 def _human_time(micros: int | None) -> str:

@@ -7,18 +7,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 
 from . import _codec
 from ._backend import Backend, KeyRecord, StoreRecord
 from ._cli_common import (
     CommandError,
     context_label,
+    counting_warnings,
     open_service,
     plural,
     print_json,
@@ -138,7 +138,7 @@ def run_export(args: argparse.Namespace) -> int:
         require_store(service, store)
     # Without store names, a damaged store is left out and the rest exported;
     # a store named on the command line must be exported whole or not at all.
-    with _counting_warnings() as left_out:  # a listing skips damaged stores
+    with counting_warnings() as left_out:  # a listing skips damaged stores
         stores = list(dict.fromkeys(args.stores)) or service.list_stores()
 
     def lines() -> Iterator[bytes]:
@@ -317,34 +317,6 @@ def _by_context(item: tuple[tuple[str | None, str], int]) -> tuple[str, str, str
     """Sort key: the global context first, then datasets and stores by name."""
     (context, store), _ = item
     return ("" if context is None else "1", context or "", store)
-
-
-class _WarningCounter(logging.Handler):
-    """Print localstore's warnings on stderr, as the command's own, and count them."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.count = 0
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.warn(record.getMessage())
-
-    def warn(self, message: str) -> None:
-        """Print a warning of the command's own, and count it."""
-        self.count += 1
-        print(f"localstore: warning: {message}", file=sys.stderr)
-
-
-@contextmanager
-def _counting_warnings() -> Iterator[_WarningCounter]:
-    """Count the warnings localstore logs inside the block."""
-    counter = _WarningCounter()
-    logger = logging.getLogger("localstore")
-    logger.addHandler(counter)
-    try:
-        yield counter
-    finally:
-        logger.removeHandler(counter)
 
 
 def _write_file(path: str, chunks: Iterable[bytes]) -> None:

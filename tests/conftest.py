@@ -141,6 +141,14 @@ def files_under(path: Path) -> dict[str, bytes]:
     }
 
 
+def edit_json_file(path: Path, old: str, new: str) -> bytes:
+    """Replace ``old`` with ``new`` in a store file, by hand; return the new bytes."""
+    text = path.read_text(encoding="utf-8")
+    assert text.count(old) == 1
+    path.write_text(text.replace(old, new), encoding="utf-8")
+    return path.read_bytes()
+
+
 #: Children in multi-process tests are forked, so they inherit the test's state.
 FORK = multiprocessing.get_context("fork")
 

@@ -22,6 +22,8 @@ from localstore import ExecutionStoreService
 from localstore._cli import build_parser
 from localstore._doctor import filesystem_type
 
+from .conftest import edit_json_file
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 SCRIPT = shutil.which("localstore", path=os.path.dirname(sys.executable))
 
@@ -293,6 +295,25 @@ def test_ls_all_lists_every_context(root, open_service):
         ("d1", "s"),
     ]
     assert [line.split()[:2] for line in table[1:]] == [["(global)", "g"], ["d1", "s"]]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "json"])
+def test_ls_of_a_healthy_root_reads_every_value_and_exits_0_silently(
+    root, open_service, backend
+):
+    service = open_service(backend=backend)
+    service.create_store("documented", metadata={"when": dt.datetime(2026, 1, 2)})
+    service.set_key("documented", "raw", b"\x00\x01", ttl=600)
+    service.set_cache_key("documented", "odd", [math.nan, -math.inf, "\u00e9"])
+    open_service(dataset_id="d1", backend=backend).set_key("s", "k", {"$bytes": 1})
+
+    table = ok(root, "--backend", backend, "ls", "--all").splitlines()
+
+    assert [line.split()[:3] for line in table] == [
+        ["DATASET", "STORE", "KEYS"],
+        ["(global)", "documented", "2"],
+        ["d1", "s", "1"],
+    ]
 
 
 def test_ls_of_an_empty_root_says_there_are_no_stores(root):
@@ -907,15 +928,140 @@ def test_get_prints_a_stored_lone_surrogate_escaped(root):
     assert 'value:       ["\\ud800","é"]' in table
 
 
-def test_ls_of_a_store_with_a_damaged_timestamp_is_one_error_line(root):
-    ok(root, "set", "st", "a", "1")
-    _edit_sqlite_key(root, "st", "a", updated_at="yesterday")
+def _fill_good_and_bad(root, backend):
+    """Write stores "good" and "bad" (keys "a" = 1.5 and "b"); return ls's lines."""
+    ok(root, "--backend", backend, "set", "good", "k", "1")
+    ok(root, "--backend", backend, "set", "bad", "a", "1.5")
+    ok(root, "--backend", backend, "set", "bad", "b", "2")
+    return ok(root, "--backend", backend, "ls").splitlines()
+
+
+def _assert_lists_good_and_names_bad(result, healthy, warning):
+    """Check ls of a root damaged since ``healthy`` was listed: one warning, exit 1."""
+    header, _, good = healthy
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert (lines[0], lines[-1]) == (header, good)
+    first, summary = result.stderr.splitlines()
+    assert first.startswith(f"localstore: warning: {warning}")
+    assert summary == "localstore: 1 store or key could not be read"
+
+
+@pytest.mark.parametrize(
+    ("backend", "damaged", "reason"),
+    [
+        ("sqlite", "{oops", "Expecting property name"),
+        ("sqlite", '{"$bytes": "!!"}', "base64"),
+        ("json", '{"$bytes": 5}', "bytes-like"),
+    ],
+)
+def test_ls_lists_every_store_and_names_a_damaged_value_then_exits_1(
+    root, backend, damaged, reason
+):
+    healthy = _fill_good_and_bad(root, backend)
+    if backend == "sqlite":
+        _edit_sqlite_key(root, "bad", "a", value=damaged)
+    else:
+        edit_json_file(
+            next(root.rglob("bad.json")), '"value": 1.5', f'"value": {damaged}'
+        )
+
+    result = run(root, "--backend", backend, "ls")
+
+    _assert_lists_good_and_names_bad(
+        result, healthy, "key 'a' of store 'bad': a stored value is damaged"
+    )
+    assert result.stdout.splitlines()[1].split()[:2] == ["bad", "2"]
+    assert reason in result.stderr
+
+
+@pytest.mark.parametrize("column", ["created_at", "updated_at", "expires_at"])
+def test_ls_lists_every_store_and_names_a_damaged_timestamp_then_exits_1(root, column):
+    healthy = _fill_good_and_bad(root, "sqlite")
+    _edit_sqlite_key(root, "bad", "a", **{column: "yesterday"})
 
     result = run(root, "ls")
 
+    _assert_lists_good_and_names_bad(
+        result,
+        healthy,
+        "key 'a' of store 'bad': a stored timestamp or policy is damaged",
+    )
+    # The store is still shown, last written when its readable key "b" was.
+    assert result.stdout.splitlines()[1] == healthy[1]
+
+
+def _damage_sqlite_file(root):
+    next(root.rglob("bad.sqlite")).write_bytes(b"not a database" * 100)
+
+
+def _damage_json_number(root):
+    edit_json_file(next(root.rglob("bad.json")), '"value": 1.5', '"value": 1e400')
+
+
+def _damage_json_time(root):
+    path = next(root.rglob("bad.json"))
+    text = path.read_text(encoding="utf-8")
+    path.write_text(
+        re.sub(r'"updated_at": "[^"]*"', '"updated_at": "soon"', text, count=1)
+    )
+
+
+@pytest.mark.parametrize(
+    ("backend", "damage"),
+    [
+        ("sqlite", _damage_sqlite_file),
+        ("json", _damage_json_number),
+        ("json", _damage_json_time),
+    ],
+)
+def test_ls_leaves_out_a_store_it_cannot_read_and_lists_the_rest_then_exits_1(
+    root, backend, damage
+):
+    healthy = _fill_good_and_bad(root, backend)
+    damage(root)
+    path = next(root.rglob("bad.*"))
+
+    result = run(root, "--backend", backend, "ls")
+
+    _assert_lists_good_and_names_bad(
+        result, healthy, f"leaving out a damaged store: {path}"
+    )
+    assert len(result.stdout.splitlines()) == 2
+
+
+def test_ls_of_a_root_whose_only_store_is_damaged_prints_no_table_and_exits_1(root):
+    ok(root, "set", "bad", "a", "1")
+    next(root.rglob("bad.sqlite")).write_bytes(b"not a database" * 100)
+
+    table = run(root, "ls")
+    listed = run(root, "--json", "ls")
+
+    assert (table.returncode, listed.returncode) == (1, 1)
+    assert table.stdout == ""
+    assert json.loads(listed.stdout) == []
+    assert "bad.sqlite" in table.stderr
+    assert "bad.sqlite" in listed.stderr
+
+
+def test_ls_all_names_the_dataset_of_a_damaged_key_and_lists_every_context(root):
+    ok(root, "set", "g", "k", "1")
+    ok(root, "--dataset", "d1", "set", "bad", "a", "1")
+    ok(root, "--dataset", "d2", "set", "s", "k", "1")
+    _edit_sqlite_key(root, "bad", "a", value="{oops")
+
+    result = run(root, "--json", "ls", "--all")
+
     assert result.returncode == 1
-    assert result.stderr.startswith("localstore: store 'st' holds a damaged timestamp")
-    assert len(result.stderr.splitlines()) == 1
+    listed = [
+        (row["dataset_id"], row["store_name"]) for row in json.loads(result.stdout)
+    ]
+    assert listed == [(None, "g"), ("d1", "bad"), ("d2", "s")]
+    warning, summary = result.stderr.splitlines()
+    assert warning.startswith(
+        "localstore: warning: dataset 'd1': key 'a' of store 'bad': "
+    )
+    assert summary == "localstore: 1 store or key could not be read"
 
 
 def test_export_leaves_out_a_store_with_a_damaged_value_and_exits_1(root, tmp_path):

@@ -22,6 +22,8 @@ import pytest
 import localstore
 from localstore import CorruptStoreError, ExecutionStoreService, LocalStoreError
 
+from .conftest import edit_json_file
+
 
 def truncate(path: Path) -> None:
     data = path.read_bytes()
@@ -291,14 +293,6 @@ def test_json_file_replaced_by_hand_with_an_older_copy_is_read_as_it_now_is(
 
 
 # Numbers JSON reads but cannot write, and directories in a file's place ------------
-
-
-def edit_json_file(path: Path, old: str, new: str) -> bytes:
-    """Replace ``old`` with ``new`` in a store file, by hand; return the new bytes."""
-    text = path.read_text(encoding="utf-8")
-    assert text.count(old) == 1
-    path.write_text(text.replace(old, new), encoding="utf-8")
-    return path.read_bytes()
 
 
 @pytest.mark.timeout(30)
