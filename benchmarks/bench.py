@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import report  # the sibling module, found through the line above
 
 from localstore import ExecutionStore, ExecutionStoreService
-from localstore._service import BACKENDS
+from localstore._backends import BACKENDS
 
 STORE = "bench"
 RAW = "sqlite3"

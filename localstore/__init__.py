@@ -5,7 +5,8 @@
 plugin code written against either runs on both.
 """
 
-from ._service import ExecutionStoreService, open_backend
+from ._backends import open_backend
+from ._service import ExecutionStoreService
 from ._store import ExecutionStore
 from .errors import (
     ArgumentTypeError,

@@ -20,7 +20,8 @@ from collections.abc import Callable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from . import _codec
-from ._service import BACKENDS, ExecutionStoreService
+from ._backends import BACKENDS
+from ._service import ExecutionStoreService
 from ._validate import check_dataset_id, check_name, expiry, now_micros
 from .errors import ArgumentTypeError, InvalidArgumentError, InvalidValueError
 

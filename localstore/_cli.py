@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ._backends import BACKENDS, DEFAULT_COLLECTION
 from ._cli_inspect import run_doctor, run_get, run_keys, run_ls, run_path
 from ._cli_maintain import (
     run_clear_cache,
@@ -27,7 +28,6 @@ from ._cli_maintain import (
     run_set,
     run_sweep,
 )
-from ._service import BACKENDS, DEFAULT_COLLECTION
 from ._validate import check_dataset_id, check_key, check_name, expiry, now_micros
 from .errors import LocalStoreError
 

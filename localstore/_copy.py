@@ -7,9 +7,9 @@ import logging
 import os
 from collections.abc import Iterable
 
+from ._backends import BACKENDS, open_backend
 from ._layout import list_directory
 from ._paths import decode_name, resolve_root
-from ._service import BACKENDS, open_backend
 from ._validate import check_name, now_micros
 from .errors import (
     ArgumentTypeError,

@@ -12,9 +12,9 @@ import re
 import sqlite3
 import time
 
+from ._backends import BACKENDS, open_backend
 from ._export import document_fields
 from ._paths import GLOBAL_CONTEXT_DIR, decode_name
-from ._service import BACKENDS, open_backend
 from ._sqlite_files import sqlite_uri
 from ._sqlite_sql import APPLICATION_ID, SCHEMA_VERSION
 from .errors import LocalStoreError

@@ -2,28 +2,27 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
 
-from . import _codec, _log
-from ._backend import Backend, KeyRecord, StoreRecord
-from ._paths import resolve_root
+from . import _codec, _collection, _log
+from ._backend import Backend, KeyRecord
+from ._backends import choose_backend
+from ._records import key_document, store_document
 from ._validate import (
     check_dataset_id,
     check_fields,
     check_key,
     check_name,
     check_policy,
-    check_timeout,
     check_write,
     expiry,
     item_pairs,
     now_micros,
     write_timing,
 )
-from .errors import ArgumentTypeError, CorruptStoreError, InvalidArgumentError
+from .errors import ArgumentTypeError, CorruptStoreError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -32,61 +31,7 @@ if TYPE_CHECKING:
     from ._documents import KeyDocument, StoreDocument
     from ._notify import ChangeEvent
 
-__all__ = ["BACKENDS", "DEFAULT_COLLECTION", "ExecutionStoreService", "open_backend"]
-
-#: The collection used when ``collection_name`` is not given, as in FiftyOne.
-DEFAULT_COLLECTION = "execution_store"
-
-#: The backends ``backend=`` accepts, as ``module:class`` to import on first use.
-BACKENDS = {
-    "sqlite": "localstore._sqlite:SQLiteBackend",
-    "json": "localstore._json:JSONBackend",
-    "memory": "localstore._memory:MemoryBackend",
-    "mongodb": "localstore._mongodb:MongoBackend",
-}
-
-
-def open_backend(
-    backend: str = "sqlite",
-    root: str | os.PathLike[str] | None = None,
-    collection_name: str | None = None,
-    *,
-    timeout: float = 10.0,
-    uri: str | None = None,
-    database: str | None = None,
-) -> Backend:
-    """Return a backend of kind ``backend`` for a root and collection.
-
-    :param root: the directory of all stores; ``None`` means ``$LOCALSTORE_ROOT``
-        or else the user data directory.
-    :param uri: for ``"mongodb"`` only: the server's URI; default
-        ``$LOCALSTORE_MONGODB_URI``, else ``mongodb://localhost:27017``.
-    :param database: for ``"mongodb"`` only: the database; default
-        ``$LOCALSTORE_MONGODB_DATABASE``, else ``"fiftyone"``.
-    :raises InvalidArgumentError: for an unknown backend name, or ``uri`` or
-        ``database`` given for another backend.
-    """
-    if not isinstance(backend, str) or backend not in BACKENDS:
-        raise InvalidArgumentError(
-            f"backend must be one of {', '.join(map(repr, BACKENDS))}, not {backend!r}"
-        )
-    timeout = check_timeout(timeout)
-    options = {}
-    if uri is not None or database is not None:
-        if backend != "mongodb":
-            raise InvalidArgumentError(
-                f"uri and database apply to backend 'mongodb' only, not {backend!r}"
-            )
-        options = {"uri": uri, "database": database}
-    collection = check_name(
-        DEFAULT_COLLECTION if collection_name is None else collection_name,
-        "collection_name",
-    )
-    path, _ = resolve_root(root)
-    module_name, class_name = BACKENDS[backend].split(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    instance: Backend = cls(path, collection, timeout=float(timeout), **options)
-    return instance
+__all__ = ["ExecutionStoreService"]
 
 
 class ExecutionStoreService:
@@ -129,24 +74,15 @@ class ExecutionStoreService:
         database: str | None = None,
     ) -> None:
         self._context = check_dataset_id(dataset_id)
-        if repo is None:
-            repo = open_backend(
-                backend,
-                root,
-                collection_name,
-                timeout=timeout,
-                uri=uri,
-                database=database,
-            )
-        elif not isinstance(repo, Backend):
-            raise ArgumentTypeError(
-                f"repo must be a localstore Backend, not {type(repo).__name__}"
-            )
-        elif root is not None or collection_name not in (None, repo.collection):
-            raise InvalidArgumentError(
-                "give either repo or root/collection_name, not both"
-            )
-        self._repo = repo
+        self._repo = choose_backend(
+            repo,
+            root,
+            collection_name,
+            backend,
+            timeout=timeout,
+            uri=uri,
+            database=database,
+        )
 
     def __repr__(self) -> str:
         return (
@@ -212,7 +148,7 @@ class ExecutionStoreService:
         record = self._repo.create_store(
             self._context, store, text, policy, now_micros()
         )
-        return self._store_doc(store, record, self._context)
+        return store_document(store, record, self._context)
 
     def get_store(self, store_name: str) -> StoreDocument | None:
         """Return the store's document, or ``None`` if the store does not exist.
@@ -222,7 +158,7 @@ class ExecutionStoreService:
         """
         store = check_name(store_name)
         record = self._repo.get_store(self._context, store, now_micros())
-        return None if record is None else self._store_doc(store, record, self._context)
+        return None if record is None else store_document(store, record, self._context)
 
     def list_stores(self) -> list[str]:
         """Return the names of the context's stores, sorted."""
@@ -245,7 +181,7 @@ class ExecutionStoreService:
         store = check_name(store_name)
         record = self._repo.delete_store(self._context, store, now_micros())
         _tell_subscribers(self._repo, self._context, store)
-        return None if record is None else self._store_doc(store, record, self._context)
+        return None if record is None else store_document(store, record, self._context)
 
     # Keys ----------------------------------------------------------------------------
 
@@ -269,7 +205,7 @@ class ExecutionStoreService:
         :raises InvalidValueError: for a value that cannot be stored.
         """
         record = self._set_key(store_name, key, value, ttl, policy)
-        return self._key_doc(store_name, record)
+        return key_document(store_name, record, self._context)
 
     def set_cache_key(
         self, store_name: str, key: str, value: Any, ttl: float | None = None
@@ -357,7 +293,7 @@ class ExecutionStoreService:
         """Return the key, or ``None`` if it is missing or expired."""
         store, key = check_name(store_name), check_key(key)
         record = self._repo.get_key(self._context, store, key, now_micros())
-        return None if record is None else self._key_doc(store, record)
+        return None if record is None else key_document(store, record, self._context)
 
     def get_value(self, store_name: str, key: str, default: Any = None) -> Any:
         """Return the key's value, or ``default`` if it is missing or expired.
@@ -397,7 +333,7 @@ class ExecutionStoreService:
             policy=None,
             set_expiry=True,
         )
-        return None if record is None else self._key_doc(store, record)
+        return None if record is None else key_document(store, record, self._context)
 
     def update_policy(
         self, store_name: str, key: str, policy: str
@@ -418,7 +354,7 @@ class ExecutionStoreService:
             policy=policy,
             set_expiry=False,
         )
-        return None if record is None else self._key_doc(store, record)
+        return None if record is None else key_document(store, record, self._context)
 
     def list_keys(self, store_name: str) -> list[str]:
         """Return the store's live keys, sorted."""
@@ -521,42 +457,22 @@ class ExecutionStoreService:
 
     def has_store_global(self, store_name: str) -> bool:
         """Tell whether the store exists in any context of this collection."""
-        store = check_name(store_name)
-        now = now_micros()
-        return any(
-            self._repo.has_store(context, store, now)
-            for context in self._repo.list_contexts()
-        )
+        return _collection.has_store(self._repo, check_name(store_name), now_micros())
 
     def list_stores_global(self) -> list[StoreDocument]:
         """Return one document per store and context, key-only stores included."""
-        now = now_micros()
-        documents = []
-        for context in self._repo.list_contexts():
-            for store in self._repo.list_stores(context, now):
-                record = self._repo.get_store(context, store, now)
-                if record is not None:
-                    documents.append(self._store_doc(store, record, context))
-        return documents
+        return _collection.list_stores(self._repo, now_micros())
 
     def count_stores_global(self) -> int:
         """Return the number of (store, context) pairs in this collection."""
-        now = now_micros()
-        return sum(
-            len(self._repo.list_stores(context, now))
-            for context in self._repo.list_contexts()
-        )
+        return _collection.count_stores(self._repo, now_micros())
 
     def delete_store_global(self, store_name: str) -> int:
         """Delete the store in every context; return how many contexts had it."""
         store = check_name(store_name)
-        now = now_micros()
-        deleted = 0
-        for context in self._repo.list_contexts():
-            if self._repo.delete_store(context, store, now) is not None:
-                deleted += 1
-                _tell_subscribers(self._repo, context, store)
-        return deleted
+        return _collection.delete_store(
+            self._repo, store, now_micros(), _tell_subscribers
+        )
 
     # Helpers ---------------------------------------------------------------------
 
@@ -602,47 +518,6 @@ class ExecutionStoreService:
             policy,
             now,
             only_if_absent=only_if_absent,
-        )
-
-    def _key_doc(self, store: str, record: KeyRecord) -> KeyDocument:
-        """Turn a backend record into the document the API returns."""
-        # Imported here: dataclasses costs milliseconds that a process which
-        # only gets and sets values need not pay.
-        from ._documents import KeyDocument, KeyPolicy, to_datetime
-
-        try:
-            times = [to_datetime(t) for t in record[2:5]]
-            policy = KeyPolicy(record.policy)
-        except (TypeError, ValueError, OverflowError, KeyError) as exc:
-            # Only a file edited by hand holds such a record.
-            raise CorruptStoreError(
-                f"key {record.key!r} of store {store!r} is damaged: {exc!r}"
-            ) from exc
-        return KeyDocument(
-            store_name=store,
-            key=record.key,
-            value=_codec.decode(record.value),
-            dataset_id=self._context,
-            created_at=times[0],  # type: ignore[arg-type]  # a record always has one
-            updated_at=times[1],
-            expires_at=times[2],
-            policy=policy,
-        )
-
-    @staticmethod
-    def _store_doc(
-        store: str, record: StoreRecord, context: str | None
-    ) -> StoreDocument:
-        """Turn a backend store record into a :class:`StoreDocument`."""
-        from ._documents import KeyPolicy, StoreDocument, to_datetime
-
-        return StoreDocument(
-            store_name=store,
-            value=None if record.metadata is None else _codec.decode(record.metadata),
-            dataset_id=context,
-            created_at=to_datetime(record.created_at),  # type: ignore[arg-type]  # never None
-            updated_at=to_datetime(record.updated_at),
-            policy=KeyPolicy(record.policy),
         )
 
 

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ._backend import Backend
+from ._backends import BACKENDS, DEFAULT_COLLECTION, open_backend
 from ._paths import decode_name, resolve_root
-from ._service import BACKENDS, DEFAULT_COLLECTION, open_backend
 from ._validate import check_dataset_id, check_name, now_micros
 from .errors import ArgumentTypeError, InvalidArgumentError
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from localstore import ExecutionStore, ExecutionStoreService
-from localstore._service import BACKENDS
+from localstore._backends import BACKENDS
 
 #: Backends that keep data in files, for tests that need several processes.
 FILE_BACKENDS = [name for name in BACKENDS if name in ("sqlite", "json")]

@@ -26,7 +26,7 @@ from localstore import (
     StoreExistsError,
 )
 from localstore._backend import Backend, KeyRecord
-from localstore._service import BACKENDS, open_backend
+from localstore._backends import BACKENDS, open_backend
 
 POSIX = os.name == "posix"
 

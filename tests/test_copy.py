@@ -21,7 +21,7 @@ from localstore import (
     StoreIOError,
     copy_root,
 )
-from localstore._service import open_backend
+from localstore._backends import open_backend
 from localstore._validate import now_micros
 
 DATASET = "66b1c0ffee000000000000aa"

@@ -26,7 +26,7 @@ from localstore import (
     InvalidValueError,
     StoreIOError,
 )
-from localstore._service import open_backend
+from localstore._backends import open_backend
 from localstore._transfer import pull, push
 from localstore._validate import now_micros
 

@@ -1,0 +1,58 @@
+"""The documents the service returns, made from the records a backend returns.
+
+:mod:`._documents` is imported on the first call, not with this module:
+dataclasses costs milliseconds that a process which only gets and sets values
+need not pay.
+"""
+
+from __future__ import annotations
+
+from . import _codec
+from ._backend import KeyRecord, StoreRecord
+from .errors import CorruptStoreError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ._documents import KeyDocument, StoreDocument
+
+__all__ = ["key_document", "store_document"]
+
+
+def key_document(store: str, record: KeyRecord, context: str | None) -> KeyDocument:
+    """Turn a backend record into the document the API returns."""
+    from ._documents import KeyDocument, KeyPolicy, to_datetime
+
+    try:
+        times = [to_datetime(t) for t in record[2:5]]
+        policy = KeyPolicy(record.policy)
+    except (TypeError, ValueError, OverflowError, KeyError) as exc:
+        # Only a file edited by hand holds such a record.
+        raise CorruptStoreError(
+            f"key {record.key!r} of store {store!r} is damaged: {exc!r}"
+        ) from exc
+    return KeyDocument(
+        store_name=store,
+        key=record.key,
+        value=_codec.decode(record.value),
+        dataset_id=context,
+        created_at=times[0],  # type: ignore[arg-type]  # a record always has one
+        updated_at=times[1],
+        expires_at=times[2],
+        policy=policy,
+    )
+
+
+def store_document(
+    store: str, record: StoreRecord, context: str | None
+) -> StoreDocument:
+    """Turn a backend store record into a :class:`StoreDocument`."""
+    from ._documents import KeyPolicy, StoreDocument, to_datetime
+
+    return StoreDocument(
+        store_name=store,
+        value=None if record.metadata is None else _codec.decode(record.metadata),
+        dataset_id=context,
+        created_at=to_datetime(record.created_at),  # type: ignore[arg-type]  # never None
+        updated_at=to_datetime(record.updated_at),
+        policy=KeyPolicy(record.policy),
+    )
