@@ -98,19 +98,20 @@ class SQLiteBackend(Backend):
         self, context: str | None, store: str, key: str, now: int
     ) -> KeyRecord | None:
         """Return the live key, or ``None``."""
-        row = self._files.fetch_one(context, store, SELECT_KEY, (key, now))
+        row = self._files.run(context, store, SELECT_KEY, (key, now), False, False)
         return None if row is None else KeyRecord(*row)
 
     def get_value(
         self, context: str | None, store: str, key: str, now: int
     ) -> str | None:
         """Return the live key's value text, or ``None``."""
-        row = self._files.fetch_one(context, store, SELECT_VALUE, (key, now))
+        row = self._files.run(context, store, SELECT_VALUE, (key, now), False, False)
         return None if row is None else row[0]
 
     def has_key(self, context: str | None, store: str, key: str, now: int) -> bool:
         """Tell whether the key is live."""
-        return self._files.fetch_one(context, store, HAS_KEY, (key, now)) is not None
+        row = self._files.run(context, store, HAS_KEY, (key, now), False, False)
+        return row is not None
 
     def set_key(
         self,
@@ -151,7 +152,7 @@ class SQLiteBackend(Backend):
         else:
             statement = PUT_KEY[policy, True]
             params = (key, value, now, expires_at - now)
-        self._files.execute(context, store, statement, params, create=True)
+        self._files.run(context, store, statement, params, True, True)
 
     def set_keys(
         self,
@@ -226,8 +227,8 @@ class SQLiteBackend(Backend):
 
     def delete_key(self, context: str | None, store: str, key: str, now: int) -> bool:
         """Delete a key; return whether a live key was deleted."""
-        deleted = self._files.execute(
-            context, store, DELETE_LIVE_KEY, (key, now), create=False
+        deleted = self._files.run(
+            context, store, DELETE_LIVE_KEY, (key, now), False, True
         )
         return bool(deleted)
 

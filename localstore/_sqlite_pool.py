@@ -188,43 +188,7 @@ class StoreFiles:
         path = self.layout.store_path(context, store)
         return Connection(self, path, context, store, create, writes)
 
-    def fetch_one(
-        self,
-        context: str | None,
-        store: str,
-        statement: str,
-        params: tuple[object, ...],
-    ) -> tuple[Any, ...] | None:
-        """Run one read statement; return its first row, or ``None`` (no file too).
-
-        What :meth:`connect` does for a read, with less Python around it: the
-        reads of single keys, run most often, use it.
-        """
-        row: tuple[Any, ...] | None = self._run_one(
-            context, store, statement, params, False, False
-        )
-        return row
-
-    def execute(
-        self,
-        context: str | None,
-        store: str,
-        statement: str,
-        params: tuple[object, ...],
-        *,
-        create: bool,
-    ) -> int | None:
-        """Run one write statement; return its row count, or ``None`` if no file.
-
-        With ``create`` a missing file is made first. What :meth:`connect` does
-        for a write of one statement, with less Python around it.
-        """
-        count: int | None = self._run_one(
-            context, store, statement, params, create, True
-        )
-        return count
-
-    def _run_one(
+    def run(
         self,
         context: str | None,
         store: str,
@@ -233,7 +197,14 @@ class StoreFiles:
         create: bool,
         writes: bool,
     ) -> Any:
-        """Run one statement; return a write's row count or a read's first row."""
+        """Run one statement: what :meth:`connect` does, with less Python around it.
+
+        The reads and writes of single keys, run most often, use it. With
+        ``create`` a missing file is made first.
+
+        :returns: a write's row count, a read's first row (``None`` if none), or
+            ``None`` if the store has no file.
+        """
         path = self.layout.store_path(context, store)
         try:
             handle = self.take(path, context, store, create, writes)
@@ -245,7 +216,10 @@ class StoreFiles:
             except BaseException:
                 handle.lock.release()
                 raise
-            _give_back(handle, path, writes)
+            if writes or not handle.pooled:
+                _give_back(handle, path, writes)
+            else:
+                handle.lock.release()
         except BaseException as exc:
             raise_converted(exc, path)
             raise

@@ -156,12 +156,21 @@ def check_write(
 
     :returns: the store, key, value text, the time now, the expiry and policy.
     """
-    store = check_name(store_name)
-    key = check_key(key)
-    policy = check_policy(policy)
+    # The common case, plain ASCII names and a policy given as a str, is checked
+    # here without a call per argument: calls cost a small write as much as
+    # the check of its value.
+    if not (type(store_name) is str and store_name.isascii() and store_name):
+        store_name = check_name(store_name)
+    if not (type(key) is str and key.isascii() and key and key != STORE_KEY):
+        key = check_key(key)
+    checked = _POLICIES.get(policy) if type(policy) is str else None
+    if checked is None:
+        checked = check_policy(policy)
     text = encode(value)
-    now, expires_at, policy = write_timing(ttl, policy)
-    return store, key, text, now, expires_at, policy
+    now = time.time_ns() // 1000
+    if ttl is None:
+        return store_name, key, text, now, None, checked
+    return store_name, key, text, now, expiry(ttl, now), "evict"
 
 
 def write_timing(ttl: Any, policy: str) -> tuple[int, int | None, str]:
