@@ -16,6 +16,7 @@ from ._validate import (
     check_key,
     check_name,
     check_policy,
+    check_store_key,
     check_write,
     expiry,
     item_pairs,
@@ -286,12 +287,12 @@ class ExecutionStoreService:
 
     def has_key(self, store_name: str, key: str) -> bool:
         """Tell whether the key has a live value."""
-        store, key = check_name(store_name), check_key(key)
+        store, key = check_store_key(store_name, key)
         return self._repo.has_key(self._context, store, key, now_micros())
 
     def get_key(self, store_name: str, key: str) -> KeyDocument | None:
         """Return the key, or ``None`` if it is missing or expired."""
-        store, key = check_name(store_name), check_key(key)
+        store, key = check_store_key(store_name, key)
         record = self._repo.get_key(self._context, store, key, now_micros())
         return None if record is None else key_document(store, record, self._context)
 
@@ -301,13 +302,13 @@ class ExecutionStoreService:
         Quicker than :meth:`get_key` when the timestamps are not needed. Not
         part of FiftyOne's API.
         """
-        store, key = check_name(store_name), check_key(key)
+        store, key = check_store_key(store_name, key)
         text = self._repo.get_value(self._context, store, key, now_micros())
         return default if text is None else _codec.decode(text)
 
     def delete_key(self, store_name: str, key: str) -> bool:
         """Delete a key; return whether it had a live value."""
-        store, key = check_name(store_name), check_key(key)
+        store, key = check_store_key(store_name, key)
         deleted = self._repo.delete_key(self._context, store, key, now_micros())
         _tell_subscribers(self._repo, self._context, store)
         return deleted
@@ -321,7 +322,7 @@ class ExecutionStoreService:
 
         :returns: the updated key, or ``None`` if it is missing or expired.
         """
-        store, key = check_name(store_name), check_key(key)
+        store, key = check_store_key(store_name, key)
         now = now_micros()
         expires_at = expiry(new_ttl, now, "new_ttl")
         record = self._repo.update_key(

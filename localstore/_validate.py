@@ -60,6 +60,17 @@ def check_key(key: Any) -> str:
     return key  # type: ignore[no-any-return]  # checked to be a str above
 
 
+def check_store_key(store_name: Any, key: Any) -> tuple[str, str]:
+    """Return a store name and a key, or raise for one that cannot be used."""
+    # Plain ASCII names, the common case, pass without a call per name: the
+    # calls would cost a single-key read a tenth of its time.
+    if not (type(store_name) is str and store_name.isascii() and store_name):
+        store_name = check_name(store_name)
+    if not (type(key) is str and key.isascii() and key and key != STORE_KEY):
+        key = check_key(key)
+    return store_name, key
+
+
 def check_dataset_id(dataset_id: Any) -> str | None:
     """Return the context key of a dataset id: ``None`` or its ``str`` form.
 
@@ -156,13 +167,9 @@ def check_write(
 
     :returns: the store, key, value text, the time now, the expiry and policy.
     """
-    # The common case, plain ASCII names and a policy given as a str, is checked
-    # here without a call per argument: calls cost a small write as much as
-    # the check of its value.
-    if not (type(store_name) is str and store_name.isascii() and store_name):
-        store_name = check_name(store_name)
-    if not (type(key) is str and key.isascii() and key and key != STORE_KEY):
-        key = check_key(key)
+    store_name, key = check_store_key(store_name, key)
+    # A policy given as a str, the common case, is checked without a call:
+    # calls cost a small write as much as the check of its value.
     checked = _POLICIES.get(policy) if type(policy) is str else None
     if checked is None:
         checked = check_policy(policy)
