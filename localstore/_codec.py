@@ -126,6 +126,10 @@ def decode(text: str) -> Any:
     :raises CorruptStoreError: for text that :func:`encode` cannot have written
         (a file edited by hand, say): not strict JSON, or a malformed tag.
     """
+    if type(text) is not str:  # a SQLite BLOB, say, written by another program
+        raise CorruptStoreError(
+            f"a stored value is damaged: it is {type(text).__name__}, not JSON text"
+        )
     # Every tag starts '"$'. Most values hold no "$" at all, and looking for one
     # character (a memchr) is several times faster than looking for the pair.
     tagged = "$" in text and '"$' in text
@@ -416,7 +420,10 @@ def _untag(obj: dict[str, Any]) -> Any:
         raise ValueError(
             "the value holds an ObjectId, which needs bson: pip install pymongo"
         ) from exc
-    return ObjectId(payload)
+    try:
+        return ObjectId(payload)
+    except Exception as exc:  # bson's InvalidId is neither ValueError nor TypeError
+        raise ValueError(f"malformed $oid tag: {exc}") from exc
 
 
 def _plain(value: Any) -> Any:

@@ -325,16 +325,7 @@ class ExecutionStoreService:
         store, key = check_store_key(store_name, key)
         now = now_micros()
         expires_at = expiry(new_ttl, now, "new_ttl")
-        record = self._repo.update_key(
-            self._context,
-            store,
-            key,
-            now,
-            expires_at=expires_at,
-            policy=None,
-            set_expiry=True,
-        )
-        return None if record is None else key_document(store, record, self._context)
+        return self._update_key(store, key, now, expires_at, None, set_expiry=True)
 
     def update_policy(
         self, store_name: str, key: str, policy: str
@@ -343,19 +334,11 @@ class ExecutionStoreService:
 
         :returns: the updated key, or ``None`` if it is missing or expired.
         """
-        store = check_name(store_name)
-        key = check_key(key)
+        store, key = check_store_key(store_name, key)
         policy = check_policy(policy)
-        record = self._repo.update_key(
-            self._context,
-            store,
-            key,
-            now_micros(),
-            expires_at=None,
-            policy=policy,
-            set_expiry=False,
+        return self._update_key(
+            store, key, now_micros(), None, policy, set_expiry=False
         )
-        return None if record is None else key_document(store, record, self._context)
 
     def list_keys(self, store_name: str) -> list[str]:
         """Return the store's live keys, sorted."""
@@ -485,6 +468,34 @@ class ExecutionStoreService:
         assert record is not None
         _tell_subscribers(self._repo, self._context, store_name)
         return record
+
+    def _update_key(
+        self,
+        store: str,
+        key: str,
+        now: int,
+        expires_at: int | None,
+        policy: str | None,
+        *,
+        set_expiry: bool,
+    ) -> KeyDocument | None:
+        """Change a live key's expiry and/or policy; return it as it then is."""
+        # A key that could not be returned (a value damaged by hand) must be
+        # refused before it is changed: read it as a document first.
+        current = self._repo.get_key(self._context, store, key, now)
+        if current is None:
+            return None
+        key_document(store, current, self._context)
+        record = self._repo.update_key(
+            self._context,
+            store,
+            key,
+            now,
+            expires_at=expires_at,
+            policy=policy,
+            set_expiry=set_expiry,
+        )
+        return None if record is None else key_document(store, record, self._context)
 
     def _put_key(
         self, store_name: str, key: str, value: Any, ttl: float | None, policy: str

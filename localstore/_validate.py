@@ -122,8 +122,11 @@ def expiry(ttl: Any, now: int, what: str = "ttl") -> int | None:
         raise InvalidArgumentError(
             f"{what} must be a finite number of seconds greater than 0, not {ttl!r}"
         )
-    expires_at = now + max(1, round(ttl * 1_000_000))
-    if expires_at > _LATEST:
+    # Compared in seconds first: ttl * 1e6 can overflow to infinity (1e308).
+    if (
+        ttl > (_LATEST - now) / 1_000_000
+        or (expires_at := now + max(1, round(ttl * 1_000_000))) > _LATEST
+    ):
         raise InvalidArgumentError(
             f"{what} of {ttl!r} seconds ends after the year 9999, the last one a "
             "datetime can hold"

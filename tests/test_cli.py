@@ -356,6 +356,8 @@ def test_a_missing_store_or_key_prints_one_line_and_exits_1(root, args, message)
         (["set", "s", "k", "1", "--ttl", "0"], "TTL must be a number"),
         (["set", "s", "k", "1", "--ttl", "soon"], "TTL must be a number"),
         (["set", "s", "k", "1", "--ttl", "1e300"], "ends after the year 9999"),
+        (["set", "s", "k", "1", "--ttl", "1e308"], "ends after the year 9999"),
+        (["set", "s", "k", '{"$oid": "zz"}'], "malformed"),
         (["set", "s", "k", "1", "--policy", "keep"], "invalid choice"),
         (["set", "s", "__store__", "1"], "reserved"),
         (["get", "", "k"], "must not be empty"),

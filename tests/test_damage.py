@@ -15,6 +15,7 @@ import re
 import shutil
 import sqlite3
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -434,3 +435,69 @@ def test_directory_in_place_of_a_store_file_is_skipped_by_listings(
     assert any(str(path) in record.getMessage() for record in caplog.records)
     assert path.is_dir()
     service.close()
+
+
+def sqlite_store_with_value(root: Path, value: str | bytes) -> ExecutionStoreService:
+    """Return a service whose store "bad" key "k" holds ``value``, written by hand."""
+    service = ExecutionStoreService(root=root)
+    service.set_key("bad", "k", 1)
+    with closing(sqlite3.connect(service.repo.store_path(None, "bad"))) as conn:
+        conn.execute("UPDATE keys SET value = ?", (value,))
+        conn.commit()
+    return service
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    "value", [b"\x00\xff", '{"$oid": "zz"}', '{"$oid": 5}'], ids=["blob", "oid", "int"]
+)
+def test_sqlite_value_damaged_by_hand_raises_corrupt_store_error(root, value) -> None:
+    if "$oid" in str(value):
+        pytest.importorskip("bson")
+    service = sqlite_store_with_value(root, value)
+
+    for call in (
+        lambda: service.get_key("bad", "k"),
+        lambda: service.get_value("bad", "k"),
+        lambda: service.list_values("bad"),
+        lambda: service.compare_and_set_key("bad", "k", 1, 2),
+    ):
+        with pytest.raises(CorruptStoreError, match="a stored value is damaged"):
+            call()
+
+
+@pytest.mark.timeout(30)
+def test_ttl_or_policy_update_of_a_damaged_key_changes_nothing(root) -> None:
+    service = sqlite_store_with_value(root, "{oops")
+    path = service.repo.store_path(None, "bad")
+
+    with pytest.raises(CorruptStoreError):
+        service.update_ttl("bad", "k", 100)
+    with pytest.raises(CorruptStoreError):
+        service.update_policy("bad", "k", "evict")
+
+    with closing(sqlite3.connect(path)) as conn:
+        row = conn.execute("SELECT expires_at, policy FROM keys").fetchone()
+    assert row == (None, "persist")
+
+
+@pytest.mark.timeout(30)
+def test_json_malformed_oid_is_damage_skipped_by_sweep_and_clear_cache(
+    root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    pytest.importorskip("bson")
+    service = ExecutionStoreService(root=root, backend="json")
+    service.set_key("bad", "k", 1.5)
+    service.set_cache_key("good", "cached", 1)
+    path = Path(service.repo.store_path(None, "bad"))
+    damaged = edit_json_file(path, '"value": 1.5', '"value": {"$oid": "zz"}')
+
+    with pytest.raises(CorruptStoreError):
+        service.get_key("bad", "k")
+    with caplog.at_level(logging.WARNING, logger="localstore"):
+        service.sweep()
+        service.clear_cache()
+
+    assert service.list_keys("good") == []
+    assert any(str(path) in record.getMessage() for record in caplog.records)
+    assert path.read_bytes() == damaged

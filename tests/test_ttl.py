@@ -30,6 +30,7 @@ def _sleep_past(moment):
         (math.nan, InvalidArgumentError),
         (math.inf, InvalidArgumentError),
         (1e30, InvalidArgumentError),
+        (1e308, InvalidArgumentError),  # ttl * 1e6 is an infinity
         (True, ArgumentTypeError),
         ("10", ArgumentTypeError),
         ([10], ArgumentTypeError),
