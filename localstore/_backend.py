@@ -16,7 +16,12 @@ import time
 from collections import namedtuple
 from collections.abc import Callable
 
-__all__ = ["Backend", "KeyRecord", "StoreRecord", "catch_up"]
+__all__ = ["BUSY_STORE_NOT_SWEPT", "Backend", "KeyRecord", "StoreRecord", "catch_up"]
+
+#: The warning of a sweep that leaves out a store whose lock it could not get
+#: within the timeout (arguments: the store name and the error); the rest of
+#: the collection is swept.
+BUSY_STORE_NOT_SWEPT = "not sweeping store %r, busy beyond the timeout: %s"
 
 
 def catch_up(now: int, expires_at: int | None) -> tuple[int, int | None]:

@@ -28,7 +28,14 @@ from ._cli_maintain import (
     run_set,
     run_sweep,
 )
-from ._validate import check_dataset_id, check_key, check_name, expiry, now_micros
+from ._validate import (
+    check_dataset_id,
+    check_key,
+    check_name,
+    check_timeout,
+    expiry,
+    now_micros,
+)
 from .errors import LocalStoreError
 
 __all__ = ["main"]
@@ -72,6 +79,20 @@ def _ttl(text: str) -> float:
     except LocalStoreError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return seconds
+
+
+def _timeout(text: str) -> float:
+    """Parse ``--timeout``: seconds, as the service's ``timeout=`` takes them."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"the timeout must be a number of seconds, not {text!r}"
+        ) from None
+    try:
+        return check_timeout(seconds)
+    except LocalStoreError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _root(text: str) -> str:
@@ -214,6 +235,13 @@ def _add_global_options(parser: argparse.ArgumentParser, default: Any) -> None:
         metavar="ID",
         default=default,
         help="the dataset whose stores to use (default: the global context)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_timeout,
+        metavar="S",
+        default=10.0 if default is None else default,
+        help="seconds to wait for a store another process is writing (default: 10)",
     )
     parser.add_argument(
         "--json",

@@ -48,6 +48,7 @@ def open_service(
         collection_name=collection or args.collection,
         root=args.root,
         backend=args.backend,
+        timeout=args.timeout,
     )
     args.opened.append(service)
     return service

@@ -87,16 +87,18 @@ def run_rm(args: argparse.Namespace) -> int:
 def run_sweep(args: argparse.Namespace) -> int:
     """Delete expired keys for good in every collection and context under the root."""
     counts: list[tuple[str, str | None, str, int]] = []
-    for collection in show_progress(_collections(args), "sweeping collection"):
-        service = open_service(args, collection=collection)
-        if args.dry_run:
-            found = _count_expired(service.repo, now_micros())
-        else:
-            found = service.sweep()
-        counts += [
-            (collection, context, store, count)
-            for (context, store), count in sorted(found.items(), key=_by_context)
-        ]
+    # A damaged store, or one busy beyond the timeout, is left out with a warning.
+    with counting_warnings() as left_out:
+        for collection in show_progress(_collections(args), "sweeping collection"):
+            service = open_service(args, collection=collection)
+            if args.dry_run:
+                found = _count_expired(service.repo, now_micros())
+            else:
+                found = service.sweep()
+            counts += [
+                (collection, context, store, count)
+                for (context, store), count in sorted(found.items(), key=_by_context)
+            ]
     total = sum(count for *_, count in counts)
 
     if args.json:
@@ -105,12 +107,18 @@ def run_sweep(args: argparse.Namespace) -> int:
             for c, d, s, n in counts
         ]
         print_json({"dry_run": args.dry_run, "stores": stores, "total": total})
-        return 0
-    if counts:
-        rows = [[c, context_label(d), s, str(n)] for c, d, s, n in counts]
-        print_table(["COLLECTION", "DATASET", "STORE", "EXPIRED"], rows, {"EXPIRED"})
-    verb = "would be deleted" if args.dry_run else "deleted"
-    print(f"{total} expired {plural(total, 'key')} {verb}")
+    else:
+        if counts:
+            rows = [[c, context_label(d), s, str(n)] for c, d, s, n in counts]
+            print_table(
+                ["COLLECTION", "DATASET", "STORE", "EXPIRED"], rows, {"EXPIRED"}
+            )
+        verb = "would be deleted" if args.dry_run else "deleted"
+        print(f"{total} expired {plural(total, 'key')} {verb}")
+    if left_out.count:
+        skipped = f"{left_out.count} {plural(left_out.count, 'store')}"
+        print(f"localstore: {skipped} left out; sweep again", file=sys.stderr)
+        return 1
     return 0
 
 

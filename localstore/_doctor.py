@@ -12,6 +12,7 @@ import re
 import sqlite3
 import time
 
+from ._backend import KeyRecord, StoreRecord
 from ._backends import BACKENDS, open_backend
 from ._export import document_fields
 from ._paths import GLOBAL_CONTEXT_DIR, decode_name
@@ -63,14 +64,19 @@ def examine_root(root: str) -> tuple[int, list[tuple[str, str]]]:
     for path in _files_under(root):
         if path.endswith(".tmp"):
             problem = _check_temporary(path)
+            found = [] if problem is None else [problem]
         elif (suffix := os.path.splitext(path)[1]) in _SUFFIXES:
             checked += 1
             reader = _check_sqlite if suffix == ".sqlite" else _check_json
-            problem = reader(path) or _check_read(root, path, _SUFFIXES[suffix])
+            problem = reader(path)
+            found = (
+                [problem]
+                if problem is not None
+                else _check_read(root, path, _SUFFIXES[suffix])
+            )
         else:
             continue
-        if problem is not None:
-            problems.append((path, problem))
+        problems += [(path, problem) for problem in found]
     return checked, problems
 
 
@@ -162,32 +168,46 @@ def _check_json(path: str) -> str | None:
     return None
 
 
-def _check_read(root: str, path: str, kind: str) -> str | None:
+def _check_read(root: str, path: str, kind: str) -> list[str]:
     """Read a store and all it holds through its backend, as the API would.
+
+    :returns: one problem per damaged key (or document), or the one problem
+        that kept the store from being read.
 
     Files with hashed (shortened) names are left to the format checks: their
     exact names are only recorded inside them.
     """
     parts = os.path.relpath(path, root).split(os.sep)
     if kind not in BACKENDS or len(parts) != 3:
-        return None
+        return []
     collection = decode_name(parts[0])
     is_global = parts[1] == GLOBAL_CONTEXT_DIR
     context = None if is_global else decode_name(parts[1])
     store = decode_name(os.path.splitext(parts[2])[0])
     if collection is None or store is None or (context is None and not is_global):
-        return None
+        return []
 
     backend = open_backend(kind, root, collection)
     try:
         document, keys = backend.dump_store(context, store, 0)
-        # Every value, time and policy, checked as reading it would check it.
-        if document is not None:
-            document_fields(context, store, document)
-        for key in keys:
-            document_fields(context, store, key)
     except LocalStoreError as exc:
-        return str(exc).removeprefix(path).lstrip()  # the report names the path
+        return [_without_path(exc, path)]
     finally:
         backend.close()
-    return None
+
+    # Every value, time and policy, checked as reading it would check it.
+    records: list[KeyRecord | StoreRecord] = [*keys]
+    if document is not None:
+        records.insert(0, document)
+    problems = []
+    for record in records:
+        try:
+            document_fields(context, store, record)
+        except LocalStoreError as exc:
+            problems.append(_without_path(exc, path))
+    return problems
+
+
+def _without_path(exc: LocalStoreError, path: str) -> str:
+    """Return an error's message less the path it starts with (the report names it)."""
+    return str(exc).removeprefix(path).lstrip()

@@ -13,9 +13,24 @@ from .errors import CorruptStoreError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._documents import KeyDocument, StoreDocument
 
-__all__ = ["key_document", "store_document"]
+__all__ = ["damaged_value", "key_document", "store_document", "stored_value"]
+
+
+def stored_value(text: str, store: str, key: str) -> Any:
+    """Decode a key's stored value text; damage is reported naming the key."""
+    try:
+        return _codec.decode(text)
+    except CorruptStoreError as exc:
+        raise damaged_value(exc, store, key) from exc
+
+
+def damaged_value(exc: CorruptStoreError, store: str, key: str) -> CorruptStoreError:
+    """Return the error for a value found damaged, naming its store and key."""
+    return CorruptStoreError(f"key {key!r} of store {store!r}: {exc}", exc.path)
 
 
 def key_document(store: str, record: KeyRecord, context: str | None) -> KeyDocument:
@@ -33,7 +48,7 @@ def key_document(store: str, record: KeyRecord, context: str | None) -> KeyDocum
     return KeyDocument(
         store_name=store,
         key=record.key,
-        value=_codec.decode(record.value),
+        value=stored_value(record.value, store, record.key),
         dataset_id=context,
         created_at=times[0],  # type: ignore[arg-type]  # a record always has one
         updated_at=times[1],
@@ -48,9 +63,17 @@ def store_document(
     """Turn a backend store record into a :class:`StoreDocument`."""
     from ._documents import KeyPolicy, StoreDocument, to_datetime
 
+    metadata = None
+    if record.metadata is not None:
+        try:
+            metadata = _codec.decode(record.metadata)
+        except CorruptStoreError as exc:
+            raise CorruptStoreError(
+                f"the document of store {store!r}: {exc}", exc.path
+            ) from exc
     return StoreDocument(
         store_name=store,
-        value=None if record.metadata is None else _codec.decode(record.metadata),
+        value=metadata,
         dataset_id=context,
         created_at=to_datetime(record.created_at),  # type: ignore[arg-type]  # never None
         updated_at=to_datetime(record.updated_at),

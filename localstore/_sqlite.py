@@ -24,7 +24,7 @@ from collections.abc import Callable
 from types import TracebackType
 
 from . import _log
-from ._backend import Backend, KeyRecord, StoreRecord, catch_up
+from ._backend import BUSY_STORE_NOT_SWEPT, Backend, KeyRecord, StoreRecord, catch_up
 from ._sqlite_pool import StoreFiles
 from ._sqlite_sql import (
     COUNT_LIVE_KEYS,
@@ -58,7 +58,12 @@ from ._sqlite_sql import (
     UPDATE_POLICY,
     UPSERT_KEY_AT,
 )
-from .errors import CorruptStoreError, LocalStoreError, StoreExistsError
+from .errors import (
+    CorruptStoreError,
+    LocalStoreError,
+    LockTimeoutError,
+    StoreExistsError,
+)
 
 __all__ = ["SQLiteBackend"]
 
@@ -383,6 +388,9 @@ class SQLiteBackend(Backend):
                     deleted = self._sweep_store(context, store, now)
                 except CorruptStoreError as exc:
                     _log.warning(__name__, "not sweeping a damaged store: %s", exc)
+                    continue
+                except LockTimeoutError as exc:
+                    _log.warning(__name__, BUSY_STORE_NOT_SWEPT, store, exc)
                     continue
                 if deleted:
                     counts[(context, store)] = deleted

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any, NamedTuple
 
-from ._backend import Backend, KeyRecord, StoreRecord, catch_up
-from .errors import CorruptStoreError, StoreExistsError
+from ._backend import BUSY_STORE_NOT_SWEPT, Backend, KeyRecord, StoreRecord, catch_up
+from .errors import CorruptStoreError, LockTimeoutError, StoreExistsError
 
 __all__ = ["Entry", "StateBackend", "StoreState", "describe_context"]
 
@@ -481,6 +481,9 @@ class StateBackend(Backend):
                         deleted = 0 if state is None else state.drop_expired(now)
                 except CorruptStoreError as exc:
                     logger.warning("not sweeping a damaged store: %s", exc)
+                    continue
+                except LockTimeoutError as exc:
+                    logger.warning(BUSY_STORE_NOT_SWEPT, store, exc)
                     continue
                 if deleted:
                     counts[(context, store)] = deleted

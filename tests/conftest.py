@@ -6,6 +6,8 @@ import datetime as dt
 import itertools
 import multiprocessing
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -171,3 +173,33 @@ def start() -> Iterator[Start]:
         if process.is_alive():
             process.kill()
         process.join(10)
+
+
+HOLD_LOCK = """
+import sqlite3, sys, time
+path, seconds = sys.argv[1], float(sys.argv[2])
+if path.endswith(".json"):
+    from filelock import FileLock
+    lock = FileLock(path + ".lock")
+    lock.acquire()
+else:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+print("held", flush=True)
+time.sleep(seconds)
+"""
+
+
+def hold_write_lock(
+    service: ExecutionStoreService, store: str, seconds: float
+) -> subprocess.Popen[str]:
+    """Hold the store's write lock from another process for ``seconds``."""
+    path = service.repo.store_path(None, store)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, path, str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None
+    assert holder.stdout.readline() == "held\n"
+    return holder

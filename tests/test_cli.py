@@ -22,7 +22,7 @@ from localstore import ExecutionStoreService
 from localstore._cli import build_parser
 from localstore._doctor import filesystem_type
 
-from .conftest import edit_json_file
+from .conftest import edit_json_file, hold_write_lock
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 SCRIPT = shutil.which("localstore", path=os.path.dirname(sys.executable))
@@ -1149,3 +1149,51 @@ def test_doctor_reports_a_value_edited_into_a_store_by_hand(root, backend):
     problems = json.loads(result.stdout)["problems"]
     assert [Path(p["path"]).name for p in problems] == [path.name]
     assert "'k'" in problems[0]["problem"]
+
+
+def test_doctor_names_every_damaged_key_of_a_store(root):
+    service = ExecutionStoreService(root=root)
+    for key in ("k1", "k2", "k3", "fine"):
+        service.set_key("s", key, 1)
+    service.close()
+    for key in ("k1", "k2", "k3"):
+        _edit_sqlite_key(root, "s", key, value="{not json")
+
+    result = run(root, "--json", "doctor")
+
+    assert result.returncode == 1, result.stdout
+    problems = [p["problem"] for p in json.loads(result.stdout)["problems"]]
+    assert [problem.split(":")[0] for problem in problems] == [
+        "key 'k1' of store 's'",
+        "key 'k2' of store 's'",
+        "key 'k3' of store 's'",
+    ]
+
+
+@pytest.mark.timeout(30)
+def test_sweep_leaves_out_a_busy_store_names_it_and_exits_1(root):
+    service = ExecutionStoreService(root=root)
+    for store in ("a", "m", "z"):
+        service.set_key(store, "gone", 1, ttl=1e-6)
+    time.sleep(0.01)
+    hold = hold_write_lock(service, "m", 3.0)
+
+    result = run(root, "--json", "--timeout", "0.2", "sweep")
+
+    hold.communicate()
+    assert result.returncode == 1
+    swept = json.loads(result.stdout)
+    assert [s["store_name"] for s in swept["stores"]] == ["a", "z"]
+    warning, summary = result.stderr.splitlines()
+    assert warning.startswith("localstore: warning: not sweeping store 'm', busy")
+    assert summary == "localstore: 1 store left out; sweep again"
+    assert json.loads(ok(root, "--json", "sweep"))["total"] == 1
+
+
+@pytest.mark.parametrize("timeout", ["soon", "-1", "nan", "3e6"])
+def test_a_timeout_that_is_not_a_number_of_seconds_is_a_usage_error(root, timeout):
+    result = run(root, "--timeout", timeout, "ls")
+
+    assert result.returncode == 2
+    assert "--timeout" in result.stderr
+    assert "timeout must be" in result.stderr

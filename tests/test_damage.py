@@ -7,6 +7,8 @@ the context keep working, and listings skip it with a logged warning.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
 import os
 import pickle
@@ -501,3 +503,45 @@ def test_json_malformed_oid_is_damage_skipped_by_sweep_and_clear_cache(
     assert service.list_keys("good") == []
     assert any(str(path) in record.getMessage() for record in caplog.records)
     assert path.read_bytes() == damaged
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("call", ["get_key", "get_value", "list_values", "compare"])
+def test_a_value_damaged_by_hand_is_named_by_its_store_and_key(root, call) -> None:
+    service = sqlite_store_with_value(root, '{"$bytes": "!!"}')
+    calls = {
+        "get_key": lambda: service.get_key("bad", "k"),
+        "get_value": lambda: service.get_value("bad", "k"),
+        "list_values": lambda: service.list_values("bad"),
+        "compare": lambda: service.compare_and_set_key("bad", "k", 1, 2),
+    }
+
+    with pytest.raises(CorruptStoreError) as caught:
+        calls[call]()
+
+    assert str(caught.value).startswith(
+        "key 'k' of store 'bad': a stored value is damaged: "
+    )
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("backend", ["sqlite", "json"])
+@pytest.mark.parametrize(
+    "typed", ["2024-01-01T05:30:00.000001+05:30", "2024-01-01T00:00:00.000001Z"]
+)
+def test_a_date_typed_with_an_offset_reads_as_naive_utc(root, backend, typed) -> None:
+    service = ExecutionStoreService(root=root, backend=backend)
+    service.set_key("fixture", "k", 1.5)
+    tagged = json.dumps({"$date": typed})
+    if backend == "sqlite":
+        with closing(sqlite3.connect(service.repo.store_path(None, "fixture"))) as conn:
+            conn.execute("UPDATE keys SET value = ?", (tagged,))
+            conn.commit()
+    else:
+        path = Path(service.repo.store_path(None, "fixture"))
+        edit_json_file(path, '"value": 1.5', f'"value": {tagged}')
+
+    value = service.get_value("fixture", "k")
+
+    assert value == dt.datetime(2024, 1, 1, 0, 0, 0, 1)
+    assert value.tzinfo is None

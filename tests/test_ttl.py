@@ -10,6 +10,8 @@ import pytest
 
 from localstore import ArgumentTypeError, InvalidArgumentError, KeyPolicy
 
+from .conftest import hold_write_lock
+
 
 def _wait_past(doc):
     """Sleep until the key's expiry has passed, however long the calls took."""
@@ -156,6 +158,30 @@ def test_sweep_removes_expired_keys_for_good(service):
 
 
 @pytest.mark.timeout(30)
+@pytest.mark.parametrize("backend", ["sqlite", "json"])
+def test_sweep_leaves_out_a_store_busy_beyond_the_timeout_and_sweeps_the_rest(
+    root, backend, caplog
+):
+    from localstore import ExecutionStoreService
+
+    service = ExecutionStoreService(root=root, backend=backend, timeout=0.2)
+    for store in ("a", "m", "z"):
+        service.set_key(store, "kept", 1)
+        doc = service.set_key(store, "gone", 1, ttl=0.05)
+    _wait_past(doc)
+    hold = hold_write_lock(service, "m", 2.0)
+
+    with caplog.at_level("WARNING", logger="localstore"):
+        swept = service.sweep()
+
+    hold.communicate()
+    assert swept == {(None, "a"): 1, (None, "z"): 1}
+    assert "not sweeping store 'm', busy beyond the timeout" in caplog.text
+    assert service.sweep() == {(None, "m"): 1}
+    assert [service.list_keys(s) for s in ("a", "m", "z")] == [["kept"]] * 3
+
+
+@pytest.mark.timeout(30)
 def test_ttl_counts_from_the_write_after_waiting_for_a_lock(root):
     from localstore import ExecutionStoreService
 
@@ -182,37 +208,6 @@ def test_store_set_after_a_lock_wait_counts_its_ttl_from_the_write(root):
 
     hold.communicate()
     assert store.get("k") == "v"
-
-
-HOLD_LOCK = """
-import sqlite3, sys, time
-path, seconds = sys.argv[1], float(sys.argv[2])
-if path.endswith(".json"):
-    from filelock import FileLock
-    lock = FileLock(path + ".lock")
-    lock.acquire()
-else:
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("BEGIN IMMEDIATE")
-print("held", flush=True)
-time.sleep(seconds)
-"""
-
-
-def hold_write_lock(service, store: str, seconds: float):
-    """Hold the store's write lock from another process for ``seconds``."""
-    import subprocess
-    import sys
-
-    path = service.repo.store_path(None, store)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, path, str(seconds)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert holder.stdout is not None
-    assert holder.stdout.readline() == "held\n"
-    return holder
 
 
 @pytest.mark.timeout(30)
