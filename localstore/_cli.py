@@ -70,7 +70,7 @@ def _ttl(text: str) -> float:
         seconds = math.nan  # rejected just below, naming the text as typed
     if not math.isfinite(seconds) or seconds <= 0:
         raise argparse.ArgumentTypeError(
-            f"TTL must be a number of seconds greater than 0, not {text!r}"
+            f"TTL must be a finite number of seconds greater than 0, not {text!r}"
         )
 
     # The library knows the latest expiry a store can hold.

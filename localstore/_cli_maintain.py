@@ -53,7 +53,12 @@ def run_set(args: argparse.Namespace) -> int:
         hint = ""
         if isinstance(exc.__cause__, json.JSONDecodeError):
             hint = """; a string needs quotes, as in '"text"'"""
-        args.parser.error(f"VALUE {exc}{hint}")
+        message = str(exc)
+        if message.startswith(("value ", "value[")):  # the codec's value['a'][0]
+            message = message.removeprefix("value")
+        else:
+            message = " " + message
+        args.parser.error(f"VALUE{message}{hint}")
 
     service = open_service(args)
     service.set_key(args.store, args.key, value, ttl=args.ttl, policy=args.policy)

@@ -157,9 +157,12 @@ def make_private_dirs(directory: str) -> None:
         try:
             os.mkdir(name, 0o700)
         except FileExistsError:
-            # Another process made it between our check and our mkdir.
+            # Another process made it between our check and our mkdir, or a file
+            # stands in its place.
             if not os.path.isdir(name):
-                raise
+                raise NotADirectoryError(
+                    errno.ENOTDIR, f"{name} is not a directory, where one belongs"
+                ) from None
 
 
 def os_error(exc: OSError, path: str) -> LocalStoreError:

@@ -205,8 +205,12 @@ class ExecutionStoreService:
         :returns: the key as stored (a tuple reads back as a list, and so on).
         :raises InvalidValueError: for a value that cannot be stored.
         """
-        record = self._set_key(store_name, key, value, ttl, policy)
-        return key_document(store_name, record, self._context)
+        store, record = self._set(
+            store_name, key, value, ttl, policy, only_if_absent=False
+        )
+        assert record is not None
+        _tell_subscribers(self._repo, self._context, store)
+        return key_document(store, record, self._context)
 
     def set_cache_key(
         self, store_name: str, key: str, value: Any, ttl: float | None = None
@@ -226,8 +230,10 @@ class ExecutionStoreService:
 
         :returns: whether this call set the key.
         """
-        record = self._set(store_name, key, value, ttl, policy, only_if_absent=True)
-        _tell_subscribers(self._repo, self._context, store_name)
+        store, record = self._set(
+            store_name, key, value, ttl, policy, only_if_absent=True
+        )
+        _tell_subscribers(self._repo, self._context, store)
         return record is not None
 
     def compare_and_set_key(
@@ -464,15 +470,6 @@ class ExecutionStoreService:
 
     # Helpers ---------------------------------------------------------------------
 
-    def _set_key(
-        self, store_name: str, key: str, value: Any, ttl: float | None, policy: str
-    ) -> KeyRecord:
-        """Do :meth:`set_key`'s work, less the document."""
-        record = self._set(store_name, key, value, ttl, policy, only_if_absent=False)
-        assert record is not None
-        _tell_subscribers(self._repo, self._context, store_name)
-        return record
-
     def _update_key(
         self,
         store: str,
@@ -521,12 +518,12 @@ class ExecutionStoreService:
         policy: str,
         *,
         only_if_absent: bool,
-    ) -> KeyRecord | None:
-        """Validate, encode and write one key."""
+    ) -> tuple[str, KeyRecord | None]:
+        """Validate, encode and write one key; return the checked store name too."""
         store, key, text, now, expires_at, policy = check_write(
             store_name, key, value, ttl, policy
         )
-        return self._repo.set_key(
+        record = self._repo.set_key(
             self._context,
             store,
             key,
@@ -536,6 +533,7 @@ class ExecutionStoreService:
             now,
             only_if_absent=only_if_absent,
         )
+        return store, record
 
 
 def _tell_subscribers(repo: Backend, context: str | None, store: str | None) -> None:

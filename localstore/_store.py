@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 
 from ._service import ExecutionStoreService
 from ._validate import check_name, check_policy
+from .errors import ArgumentTypeError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -36,6 +37,11 @@ class ExecutionStore:
         default_policy: str = "persist",
     ) -> None:
         self.store_name = check_name(store_name)
+        if not isinstance(store_service, ExecutionStoreService):
+            raise ArgumentTypeError(
+                "store_service must be an ExecutionStoreService, not "
+                f"{type(store_service).__name__} ({store_service!r})"
+            )
         self._service = store_service
         self._default_policy = check_policy(default_policy)
 

@@ -45,19 +45,21 @@ def check_name(name: Any, what: str = "store_name") -> str:
         raise InvalidArgumentError(f"{what} must not be empty")
     if not name.isascii():
         _check_encodable(name, what)
-    return name
+    # A str subclass is kept as the plain str it holds: documents and file names
+    # must not carry the caller's class (nor call its __str__).
+    return name if type(name) is str else str.__str__(name)
 
 
 def check_key(key: Any) -> str:
     """Return a key, or raise for one that cannot be used (``"__store__"`` included)."""
     if type(key) is str and key.isascii() and key and key != STORE_KEY:
         return key  # the common case, checked without a further call
-    check_name(key, "key")
-    if key == STORE_KEY:
+    checked = check_name(key, "key")
+    if checked == STORE_KEY:
         raise InvalidArgumentError(
             f"the key {STORE_KEY!r} is reserved for the store's own document"
         )
-    return key  # type: ignore[no-any-return]  # checked to be a str above
+    return checked
 
 
 def check_store_key(store_name: Any, key: Any) -> tuple[str, str]:

@@ -110,3 +110,17 @@ def test_foreign_file_names_decode_to_nothing():
     assert decode_name("%4") is None
     assert decode_name("%C3") is None
     assert decode_name("a b") is None
+
+
+def test_a_str_subclass_name_is_kept_as_a_plain_str(make_service):
+    class Name(str):
+        def __str__(self) -> str:
+            return "something else"
+
+    service = make_service()
+
+    doc = service.set_key(Name("runs"), Name("k\u00e9"), 1)
+
+    assert (type(doc.store_name), doc.store_name) == (str, "runs")
+    assert (type(doc.key), doc.key) == (str, "k\u00e9")
+    assert service.list_stores() == ["runs"]

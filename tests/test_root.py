@@ -65,3 +65,20 @@ def test_blank_environment_value_means_default(monkeypatch):
     monkeypatch.setenv("LOCALSTORE_ROOT", "   ")
 
     assert resolve_root(None)[1] == "default"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "json"])
+def test_a_root_that_is_a_file_is_refused_as_not_a_directory(tmp_path, backend):
+    import errno
+
+    from localstore import StoreIOError
+
+    root = tmp_path / "root"
+    root.write_text("not a directory")
+    service = ExecutionStoreService(root=root, backend=backend)
+
+    with pytest.raises(StoreIOError) as caught:
+        service.set_key("s", "k", 1)
+
+    assert caught.value.errno == errno.ENOTDIR
+    assert root.read_text() == "not a directory"

@@ -43,6 +43,12 @@ def test_bad_default_policy_is_rejected(service):
         ExecutionStore("s", service, default_policy="sometimes")
 
 
+@pytest.mark.parametrize("not_a_service", [None, "service", object()])
+def test_a_store_needs_a_service(not_a_service):
+    with pytest.raises(TypeError, match="must be an ExecutionStoreService"):
+        ExecutionStore("s", not_a_service)
+
+
 def test_set_cache_and_clear_cache_touch_only_this_store(service):
     one = ExecutionStore("one", service)
     two = ExecutionStore("two", service)
