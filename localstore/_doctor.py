@@ -69,11 +69,10 @@ def examine_root(root: str) -> tuple[int, list[tuple[str, str]]]:
             checked += 1
             reader = _check_sqlite if suffix == ".sqlite" else _check_json
             problem = reader(path)
-            found = (
-                [problem]
-                if problem is not None
-                else _check_read(root, path, _SUFFIXES[suffix])
-            )
+            if problem is None:
+                found = _check_read(root, path, _SUFFIXES[suffix])
+            else:
+                found = [problem]
         else:
             continue
         problems += [(path, problem) for problem in found]

@@ -20,17 +20,23 @@ if TYPE_CHECKING:
 __all__ = ["damaged_value", "key_document", "store_document", "stored_value"]
 
 
-def stored_value(text: str, store: str, key: str) -> Any:
-    """Decode a key's stored value text; damage is reported naming the key."""
+def stored_value(text: str, store: str, key: str | None) -> Any:
+    """Decode a key's stored value text (``key=None``: the store document's metadata).
+
+    :raises CorruptStoreError: for damage, naming the store and key.
+    """
     try:
         return _codec.decode(text)
     except CorruptStoreError as exc:
         raise damaged_value(exc, store, key) from exc
 
 
-def damaged_value(exc: CorruptStoreError, store: str, key: str) -> CorruptStoreError:
+def damaged_value(
+    exc: CorruptStoreError, store: str, key: str | None
+) -> CorruptStoreError:
     """Return the error for a value found damaged, naming its store and key."""
-    return CorruptStoreError(f"key {key!r} of store {store!r}: {exc}", exc.path)
+    what = "the document" if key is None else f"key {key!r}"
+    return CorruptStoreError(f"{what} of store {store!r}: {exc}", exc.path)
 
 
 def key_document(store: str, record: KeyRecord, context: str | None) -> KeyDocument:
@@ -63,17 +69,10 @@ def store_document(
     """Turn a backend store record into a :class:`StoreDocument`."""
     from ._documents import KeyPolicy, StoreDocument, to_datetime
 
-    metadata = None
-    if record.metadata is not None:
-        try:
-            metadata = _codec.decode(record.metadata)
-        except CorruptStoreError as exc:
-            raise CorruptStoreError(
-                f"the document of store {store!r}: {exc}", exc.path
-            ) from exc
+    metadata = record.metadata
     return StoreDocument(
         store_name=store,
-        value=metadata,
+        value=None if metadata is None else stored_value(metadata, store, None),
         dataset_id=context,
         created_at=to_datetime(record.created_at),  # type: ignore[arg-type]  # never None
         updated_at=to_datetime(record.updated_at),

@@ -545,3 +545,19 @@ def test_a_date_typed_with_an_offset_reads_as_naive_utc(root, backend, typed) ->
 
     assert value == dt.datetime(2024, 1, 1, 0, 0, 0, 1)
     assert value.tzinfo is None
+
+
+@pytest.mark.timeout(30)
+def test_store_metadata_damaged_by_hand_is_named_as_the_store_document(root) -> None:
+    service = ExecutionStoreService(root=root)
+    service.create_store("bad", metadata={"a": 1})
+    with closing(sqlite3.connect(service.repo.store_path(None, "bad"))) as conn:
+        conn.execute('UPDATE store_doc SET metadata = \'{"$bytes": "!!"}\'')
+        conn.commit()
+
+    with pytest.raises(CorruptStoreError) as caught:
+        service.get_store("bad")
+
+    assert str(caught.value).startswith(
+        "the document of store 'bad': a stored value is damaged: "
+    )
