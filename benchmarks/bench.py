@@ -7,7 +7,7 @@ ratios. The README's Performance section shows the latest table.
 
 Usage::
 
-    python benchmarks/bench.py --quick           # about two minutes
+    python benchmarks/bench.py --quick           # about a minute
     python benchmarks/bench.py                   # the full run (1M-key sweep)
     python benchmarks/bench.py --readme          # also rewrite README's table
 
