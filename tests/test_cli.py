@@ -1178,10 +1178,11 @@ def test_sweep_leaves_out_a_busy_store_names_it_and_exits_1(root):
     for store in ("a", "m", "z"):
         service.set_key(store, "gone", 1, ttl=1e-6)
     time.sleep(0.01)
-    hold = hold_write_lock(service, "m", 3.0)
+    hold = hold_write_lock(service, "m", 60)
 
     result = run(root, "--json", "--timeout", "0.2", "sweep")
 
+    hold.kill()  # its lock goes with it
     hold.communicate()
     assert result.returncode == 1
     swept = json.loads(result.stdout)

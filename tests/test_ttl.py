@@ -8,7 +8,12 @@ import time
 
 import pytest
 
-from localstore import ArgumentTypeError, InvalidArgumentError, KeyPolicy
+from localstore import (
+    ArgumentTypeError,
+    ExecutionStoreService,
+    InvalidArgumentError,
+    KeyPolicy,
+)
 
 from .conftest import hold_write_lock
 
@@ -162,18 +167,17 @@ def test_sweep_removes_expired_keys_for_good(service):
 def test_sweep_leaves_out_a_store_busy_beyond_the_timeout_and_sweeps_the_rest(
     root, backend, caplog
 ):
-    from localstore import ExecutionStoreService
-
     service = ExecutionStoreService(root=root, backend=backend, timeout=0.2)
     for store in ("a", "m", "z"):
         service.set_key(store, "kept", 1)
         doc = service.set_key(store, "gone", 1, ttl=0.05)
     _wait_past(doc)
-    hold = hold_write_lock(service, "m", 2.0)
+    hold = hold_write_lock(service, "m", 60)
 
     with caplog.at_level("WARNING", logger="localstore"):
         swept = service.sweep()
 
+    hold.kill()  # its lock goes with it
     hold.communicate()
     assert swept == {(None, "a"): 1, (None, "z"): 1}
     assert "not sweeping store 'm', busy beyond the timeout" in caplog.text
@@ -183,8 +187,6 @@ def test_sweep_leaves_out_a_store_busy_beyond_the_timeout_and_sweeps_the_rest(
 
 @pytest.mark.timeout(30)
 def test_ttl_counts_from_the_write_after_waiting_for_a_lock(root):
-    from localstore import ExecutionStoreService
-
     service = ExecutionStoreService(root=root, timeout=5)
     service.set_key("s", "existing", 0)
     hold = hold_write_lock(service, "s", 0.6)
@@ -224,8 +226,6 @@ def test_store_set_after_a_lock_wait_counts_its_ttl_from_the_write(root):
 def test_a_key_that_expires_during_a_lock_wait_is_judged_expired(
     root, backend, call, expected
 ):
-    from localstore import ExecutionStoreService
-
     service = ExecutionStoreService(root=root, backend=backend, timeout=5)
     service.set_key("s", "other", 1)
     service.set_key("s", "k", "old", ttl=0.3)
