@@ -242,17 +242,22 @@ def run_push_or_pull(args: argparse.Namespace) -> int:
         where = f"{collection}/{context_label(context)}/{store}"
         print(f"{verb} {where}: {count} {plural(count, 'key')}", file=sys.stderr)
 
-    written = (push if pushing else pull)(
-        args.uri,
-        root=args.root,
-        backend=args.backend,
-        database=args.database,
-        collections=[args.collection],
-        dataset_ids=contexts,
-        stores=args.stores or None,
-        replace=not args.keep,
-        progress=progress,
-    )
+    # A store that cannot be copied whole is left out with a warning.
+    with counting_warnings() as left_out:
+        written = (push if pushing else pull)(
+            args.uri,
+            root=args.root,
+            backend=args.backend,
+            database=args.database,
+            collections=[args.collection],
+            dataset_ids=contexts,
+            stores=args.stores or None,
+            replace=not args.keep,
+            progress=progress,
+            timeout=args.timeout,
+        )
+    found = {store for _, _, store in written}
+    missing = [store for store in dict.fromkeys(args.stores) if store not in found]
     stores, keys = len(written), sum(written.values())
     if args.json:
         copied = [
@@ -263,6 +268,15 @@ def run_push_or_pull(args: argparse.Namespace) -> int:
     else:
         count = f"{keys} {plural(keys, 'key')} in {stores} {plural(stores, 'store')}"
         print(f"{verb} {count}")
+    if left_out.count:
+        skipped = f"{left_out.count} {plural(left_out.count, 'store')}"
+        print(f"localstore: {skipped} left out", file=sys.stderr)
+        return 1
+    if missing:
+        source = "the MongoDB collection" if not pushing else "the root"
+        names = ", ".join(map(repr, missing))
+        print(f"localstore: no store {names} in {source}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -44,7 +44,7 @@ from ._mongodb_documents import (
     to_dataset_id,
     value_text,
 )
-from .errors import LockTimeoutError, StoreExistsError
+from .errors import InvalidValueError, LockTimeoutError, StoreExistsError
 
 __all__ = ["DATABASE_ENV_VAR", "DEFAULT_DATABASE", "URI_ENV_VAR", "MongoBackend"]
 
@@ -464,7 +464,11 @@ class MongoBackend(Backend):
             where = store_filter(context, store, record.key)
             if not replace:
                 where["expires_at"] = {"$lte": to_bson_date(now)}  # or missing: upsert
-            operations.append(UpdateOne(where, exact_update(record), upsert=True))
+            try:
+                written = exact_update(record)
+            except InvalidValueError as exc:
+                raise InvalidValueError(f"key {record.key!r}: {exc}") from exc
+            operations.append(UpdateOne(where, written, upsert=True))
         if document is not None:
             fields = store_fields(document)
             update = [{"$set": fields}] if replace else {"$setOnInsert": fields}

@@ -18,7 +18,13 @@ from ._backend import Backend
 from ._backends import BACKENDS, DEFAULT_COLLECTION, open_backend
 from ._paths import decode_name, resolve_root
 from ._validate import check_dataset_id, check_name, now_micros
-from .errors import ArgumentTypeError, InvalidArgumentError
+from .errors import (
+    ArgumentTypeError,
+    CorruptStoreError,
+    InvalidArgumentError,
+    InvalidValueError,
+    LockTimeoutError,
+)
 
 __all__ = ["Progress", "pull", "push"]
 
@@ -42,6 +48,7 @@ def push(
     stores: Iterable[str] | None = None,
     replace: bool = True,
     progress: Progress | None = None,
+    timeout: float = 10.0,
 ) -> Written:
     """Copy the stores of a local root into MongoDB, where FiftyOne reads them.
 
@@ -59,14 +66,21 @@ def push(
     :param replace: overwrite keys and store documents the target already has;
         with ``False`` the target's live ones are kept.
     :param progress: called after each store is copied.
-    :returns: the keys written per ``(collection, dataset_id, store_name)``.
+    :param timeout: seconds to wait for the server, or for a local store that
+        another process is writing.
+    :returns: the keys written per ``(collection, dataset_id, store_name)``. A
+        store that cannot be copied (damaged, busy beyond ``timeout``, or with a
+        value MongoDB cannot hold) is left out with a warning on the
+        ``localstore`` logger, and the others are copied.
     :raises InvalidArgumentError: for a bad URI, database or name.
     """
     _check_local(backend)
     names = _local_collections(root, backend, collections)
     return _transfer(
-        lambda name: open_backend(backend, root, name),
-        lambda name: open_backend("mongodb", root, name, uri=uri, database=database),
+        lambda name: open_backend(backend, root, name, timeout=timeout),
+        lambda name: open_backend(
+            "mongodb", root, name, uri=uri, database=database, timeout=timeout
+        ),
         names,
         _contexts(dataset_ids),
         _names(stores, "stores"),
@@ -86,6 +100,7 @@ def pull(
     stores: Iterable[str] | None = None,
     replace: bool = True,
     progress: Progress | None = None,
+    timeout: float = 10.0,
 ) -> Written:
     """Copy stores from MongoDB into a local root; the reverse of :func:`push`.
 
@@ -98,8 +113,10 @@ def pull(
     _check_local(backend)
     names = _names(collections, "collections", "collection name")
     return _transfer(
-        lambda name: open_backend("mongodb", root, name, uri=uri, database=database),
-        lambda name: open_backend(backend, root, name),
+        lambda name: open_backend(
+            "mongodb", root, name, uri=uri, database=database, timeout=timeout
+        ),
+        lambda name: open_backend(backend, root, name, timeout=timeout),
         [DEFAULT_COLLECTION] if names is None else names,
         _contexts(dataset_ids),
         _names(stores, "stores"),
@@ -132,11 +149,9 @@ def _transfer(
                 for store in (
                     names if stores is None else sorted(set(names) & set(stores))
                 ):
-                    now = now_micros()
-                    document, keys = source.dump_store(context, store, now)
-                    count = target.load_store(
-                        context, store, document, keys, now, replace=replace
-                    )
+                    count = _copy_store(source, target, context, store, replace)
+                    if count is None:
+                        continue
                     written[(source.collection, context, store)] = count
                     if progress is not None:
                         progress(source.collection, context, store, count)
@@ -146,6 +161,29 @@ def _transfer(
             target.close()
     logger.debug("transferred %d stores", len(written))
     return written
+
+
+def _copy_store(
+    source: Backend, target: Backend, context: str | None, store: str, replace: bool
+) -> int | None:
+    """Copy one store; return its key count, or ``None`` if it was left out.
+
+    A store that cannot be read or written whole is left out with a warning;
+    an error of the connection itself (:class:`StoreIOError`) stops the copy.
+    """
+    now = now_micros()
+    try:
+        document, keys = source.dump_store(context, store, now)
+        return target.load_store(context, store, document, keys, now, replace=replace)
+    except (CorruptStoreError, InvalidValueError, LockTimeoutError) as exc:
+        logger.warning(
+            "not copying store %r of collection %r, dataset_id %r: %s",
+            store,
+            source.collection,
+            context,
+            exc,
+        )
+        return None
 
 
 def _check_local(backend: Any) -> None:

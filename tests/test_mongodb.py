@@ -537,6 +537,66 @@ def test_cli_push_from_the_mongodb_backend_fails_with_one_line(tmp_path, capsys)
     assert capsys.readouterr().err.startswith("localstore: backend must be a local")
 
 
+def test_cli_push_leaves_out_a_store_mongodb_cannot_hold_and_exits_1(
+    tmp_path, capsys, raw
+):
+    from localstore._cli import main
+
+    service = ExecutionStoreService(root=tmp_path, backend="json")
+    service.set_key("a_ok", "k", 1)
+    service.set_key("b_big", "big", list(range(1_500_000)))  # 16 MB JSON, more as BSON
+    service.set_key("c_ok", "k", 1)
+    args = ["--root", str(tmp_path), "--backend", "json", "push", "--to", MONGODB_URI]
+
+    status = main(args)
+
+    out, err = capsys.readouterr()
+    assert status == 1
+    assert out == "pushed 2 keys in 2 stores\n"
+    warning = "localstore: warning: not copying store 'b_big' of collection"
+    assert warning in err
+    assert "key 'big': value is" in err
+    assert err.endswith("localstore: 1 store left out\n")
+    assert sorted(raw.distinct("store_name")) == ["a_ok", "c_ok"]
+
+
+@pytest.mark.parametrize("command", ["push", "pull"])
+def test_cli_push_or_pull_of_a_store_that_is_not_there_exits_1(
+    tmp_path, capsys, command
+):
+    from localstore._cli import main
+
+    ExecutionStoreService(root=tmp_path).set_key("real", "k", 1)
+    direction = "--to" if command == "push" else "--from"
+
+    status = main(["--root", str(tmp_path), command, "nosuch", direction, MONGODB_URI])
+
+    assert status == 1
+    assert "localstore: no store 'nosuch' in the " in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["push", "pull"])
+def test_cli_push_or_pull_waits_for_a_server_as_long_as_the_timeout(
+    tmp_path, capsys, command
+):
+    import socket
+
+    from localstore._cli import main
+
+    with socket.socket() as probe:  # a port on which nothing listens
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ExecutionStoreService(root=tmp_path).set_key("real", "k", 1)
+    direction = "--to" if command == "push" else "--from"
+    uri = f"mongodb://127.0.0.1:{port}"
+    args = ["--root", str(tmp_path), "--timeout", "0.5", command, direction, uri]
+
+    status = main(args)
+
+    assert status == 1
+    assert "no MongoDB server answered within 0.5 s" in capsys.readouterr().err
+
+
 # Transactions on a replica set ------------------------------------------------------
 
 
