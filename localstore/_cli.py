@@ -87,7 +87,7 @@ def _timeout(text: str) -> float:
         seconds = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"the timeout must be a number of seconds, not {text!r}"
+            f"timeout must be a number of seconds, not {text!r}"
         ) from None
     try:
         return check_timeout(seconds)

@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import suppress
 
-from . import _codec
+from . import _codec, _log
 from ._backend import Backend, KeyRecord, StoreRecord
 from ._cli_common import (
     CommandError,
@@ -30,7 +30,7 @@ from ._export import decode_value, document_line, read_lines
 from ._paths import decode_name, resolve_root
 from ._state import describe_context
 from ._validate import now_micros
-from .errors import CorruptStoreError, InvalidArgumentError
+from .errors import CorruptStoreError, InvalidArgumentError, LockTimeoutError
 
 __all__ = [
     "run_clear_cache",
@@ -111,7 +111,14 @@ def run_sweep(args: argparse.Namespace) -> int:
             {"collection": c, "dataset_id": d, "store_name": s, "expired": n}
             for c, d, s, n in counts
         ]
-        print_json({"dry_run": args.dry_run, "stores": stores, "total": total})
+        print_json(
+            {
+                "dry_run": args.dry_run,
+                "stores": stores,
+                "total": total,
+                "left_out": left_out.count,
+            }
+        )
     else:
         if counts:
             rows = [[c, context_label(d), s, str(n)] for c, d, s, n in counts]
@@ -313,7 +320,11 @@ def _count_expired(repo: Backend, now: int) -> dict[tuple[str | None, str], int]
     counts = {}
     for context in repo.list_contexts():
         for store in repo.list_stores(context, _EARLIEST):
-            _, keys = repo.dump_store(context, store, _EARLIEST)
+            try:
+                _, keys = repo.dump_store(context, store, _EARLIEST)
+            except (CorruptStoreError, LockTimeoutError) as exc:  # as sweep() does
+                _log.warning(__name__, "not counting store %r: %s", store, exc)
+                continue
             # A time edited by hand into something else is never expired, as
             # for the sweep itself (SQLite orders text after every number).
             expired = sum(

@@ -450,7 +450,12 @@ def _parse_date(text: Any) -> dt.datetime:
     if text.endswith(("Z", "z")):  # Python 3.10's fromisoformat() refuses the Z
         text = text[:-1] + "+00:00"
     moment = dt.datetime.fromisoformat(text)
-    return moment if moment.tzinfo is None else _naive_utc(moment)
+    if moment.tzinfo is None:
+        return moment
+    try:
+        return _naive_utc(moment)
+    except OverflowError:  # the offset moves it before year 1 or after 9999
+        raise ValueError(f"$date {text!r} is outside the years 1-9999 in UTC") from None
 
 
 def _naive_utc(moment: dt.datetime) -> dt.datetime:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from . import _log
 from ._backend import Backend
 from ._records import store_document
+from .errors import CorruptStoreError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -32,8 +34,14 @@ def list_stores(repo: Backend, now: int) -> list[StoreDocument]:
     for context in repo.list_contexts():
         for store in repo.list_stores(context, now):
             record = repo.get_store(context, store, now)
-            if record is not None:
+            if record is None:
+                continue
+            try:
                 documents.append(store_document(store, record, context))
+            except CorruptStoreError as exc:  # as list_stores leaves out damage
+                _log.warning(
+                    __name__, "leaving out store %r of %r: %s", store, context, exc
+                )
     return documents
 
 

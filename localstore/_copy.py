@@ -8,6 +8,7 @@ import os
 from collections.abc import Iterable
 
 from ._backends import BACKENDS, open_backend
+from ._export import check_records
 from ._layout import list_directory
 from ._paths import decode_name, resolve_root
 from ._validate import check_name, now_micros
@@ -91,6 +92,7 @@ def copy_root(
                     now = now_micros()
                     try:
                         document, keys = source.dump_store(context, store, now)
+                        check_records(context, store, document, keys)
                     except CorruptStoreError as exc:
                         logger.warning("not copying a damaged store: %s", exc)
                         continue

@@ -24,6 +24,7 @@ from .errors import CorruptStoreError, InvalidArgumentError, LocalStoreError
 __all__ = [
     "FIELDS",
     "Groups",
+    "check_records",
     "decode_value",
     "document_fields",
     "document_line",
@@ -56,6 +57,22 @@ to_json = json.JSONEncoder(
 
 #: A lone surrogate: Python strings hold them, UTF-8 cannot.
 _SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def check_records(
+    context: str | None,
+    store: str,
+    document: StoreRecord | None,
+    keys: list[KeyRecord],
+) -> None:
+    """Raise unless every record of a dumped store reads as the API reads it.
+
+    :raises CorruptStoreError: naming the first damaged key (or the document).
+    """
+    if document is not None:
+        document_fields(context, store, document)
+    for key in keys:
+        document_fields(context, store, key)
 
 
 def document_fields(

@@ -44,7 +44,12 @@ from ._mongodb_documents import (
     to_dataset_id,
     value_text,
 )
-from .errors import InvalidValueError, LockTimeoutError, StoreExistsError
+from .errors import (
+    CorruptStoreError,
+    InvalidValueError,
+    LockTimeoutError,
+    StoreExistsError,
+)
 
 __all__ = ["DATABASE_ENV_VAR", "DEFAULT_DATABASE", "URI_ENV_VAR", "MongoBackend"]
 
@@ -466,8 +471,8 @@ class MongoBackend(Backend):
                 where["expires_at"] = {"$lte": to_bson_date(now)}  # or missing: upsert
             try:
                 written = exact_update(record)
-            except InvalidValueError as exc:
-                raise InvalidValueError(f"key {record.key!r}: {exc}") from exc
+            except (InvalidValueError, CorruptStoreError) as exc:
+                raise type(exc)(f"key {record.key!r}: {exc}") from exc
             operations.append(UpdateOne(where, written, upsert=True))
         if document is not None:
             fields = store_fields(document)

@@ -69,12 +69,20 @@ def store_document(
     """Turn a backend store record into a :class:`StoreDocument`."""
     from ._documents import KeyPolicy, StoreDocument, to_datetime
 
+    try:
+        created_at, updated_at = map(to_datetime, record[1:3])
+        policy = KeyPolicy(record.policy)
+    except (TypeError, ValueError, OverflowError, KeyError) as exc:
+        # Only a file edited by hand holds such a record.
+        raise CorruptStoreError(
+            f"the document of store {store!r} is damaged: {exc!r}"
+        ) from exc
     metadata = record.metadata
     return StoreDocument(
         store_name=store,
         value=None if metadata is None else stored_value(metadata, store, None),
         dataset_id=context,
-        created_at=to_datetime(record.created_at),  # type: ignore[arg-type]  # never None
-        updated_at=to_datetime(record.updated_at),
-        policy=KeyPolicy(record.policy),
+        created_at=created_at,  # type: ignore[arg-type]  # a record always has one
+        updated_at=updated_at,
+        policy=policy,
     )

@@ -182,7 +182,17 @@ class ExecutionStoreService:
         store = check_name(store_name)
         record = self._repo.delete_store(self._context, store, now_micros())
         _tell_subscribers(self._repo, self._context, store)
-        return None if record is None else store_document(store, record, self._context)
+        if record is None:
+            return None
+        try:
+            return store_document(store, record, self._context)
+        except CorruptStoreError as exc:
+            # The store is gone (deleting is how damage is cleared); only its
+            # document could not be read back, so a blank one stands for it.
+            from ._documents import StoreDocument
+
+            _log.warning(__name__, "deleted a store with a damaged document: %s", exc)
+            return StoreDocument(store_name=store, dataset_id=self._context)
 
     # Keys ----------------------------------------------------------------------------
 
@@ -415,7 +425,9 @@ class ExecutionStoreService:
         """Delete expired keys for good, in every context of this collection.
 
         Reads never return expired keys anyway; this frees their space for new keys. Not
-        part of FiftyOne's API.
+        part of FiftyOne's API. A damaged store, or one another process keeps busy
+        for longer than the timeout, is left out with a warning on the
+        ``localstore`` logger.
 
         :returns: keys deleted per ``(dataset_id, store_name)``, zeros left out.
         """

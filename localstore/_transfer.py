@@ -16,6 +16,7 @@ from typing import Any
 
 from ._backend import Backend
 from ._backends import BACKENDS, DEFAULT_COLLECTION, open_backend
+from ._export import check_records
 from ._paths import decode_name, resolve_root
 from ._validate import check_dataset_id, check_name, now_micros
 from .errors import (
@@ -174,6 +175,7 @@ def _copy_store(
     now = now_micros()
     try:
         document, keys = source.dump_store(context, store, now)
+        check_records(context, store, document, keys)
         return target.load_store(context, store, document, keys, now, replace=replace)
     except (CorruptStoreError, InvalidValueError, LockTimeoutError) as exc:
         logger.warning(

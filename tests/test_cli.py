@@ -254,7 +254,7 @@ def test_the_memory_backend_keeps_nothing_between_runs(root):
     swept = json.loads(ok(root, "--backend", "memory", "--json", "sweep"))
 
     assert listed == "(no stores)\n"
-    assert swept == {"dry_run": False, "stores": [], "total": 0}
+    assert swept == {"dry_run": False, "stores": [], "total": 0, "left_out": 0}
     assert list(root.iterdir()) == []
 
 
@@ -436,7 +436,7 @@ def test_sweep_counts_then_deletes_expired_keys_in_every_collection(root, open_s
     ]
     assert re.search(r"^execution_store\s+\(global\)\s+a\s+2$", table, re.MULTILINE)
     assert table.endswith("6 expired keys deleted\n")
-    assert after == {"dry_run": False, "stores": [], "total": 0}
+    assert after == {"dry_run": False, "stores": [], "total": 0, "left_out": 0}
     assert ok(root, "keys", "a") == "kept\n"
 
 

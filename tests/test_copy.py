@@ -219,6 +219,28 @@ def test_a_damaged_source_store_is_left_out_with_a_warning(tmp_path, caplog):
     assert any(str(path) in record.getMessage() for record in caplog.records)
 
 
+@pytest.mark.parametrize("backend", ["json", "sqlite", "memory"])
+def test_a_sqlite_value_damaged_by_hand_leaves_its_store_out_of_a_copy(
+    tmp_path, caplog, backend
+):
+    import sqlite3
+
+    source = ExecutionStoreService(root=tmp_path / "a")
+    source.set_key("bad", "k", 1)
+    source.set_key("bad", "k2", 2)
+    source.set_key("good", "k", 2)
+    conn = sqlite3.connect(source.repo.store_path(None, "bad"))
+    with conn:
+        conn.execute("UPDATE keys SET value = '{bad' WHERE key = 'k2'")
+    conn.close()
+
+    with caplog.at_level(logging.WARNING, logger="localstore"):
+        written = copy_root(tmp_path / "a", tmp_path / "b", target_backend=backend)
+
+    assert written == {("execution_store", None, "good"): 1}
+    assert "key 'k2' of store 'bad'" in caplog.text
+
+
 def test_copy_root_rejects_bad_arguments(root, tmp_path):
     with pytest.raises(InvalidArgumentError, match="same"):
         copy_root(root, root, source_backend="json", target_backend="json")

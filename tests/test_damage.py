@@ -561,3 +561,72 @@ def test_store_metadata_damaged_by_hand_is_named_as_the_store_document(root) -> 
     assert str(caught.value).startswith(
         "the document of store 'bad': a stored value is damaged: "
     )
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    "typed", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"]
+)
+def test_a_date_moved_past_the_years_1_to_9999_by_its_offset_is_damage(
+    root, typed
+) -> None:
+    service = sqlite_store_with_value(root, json.dumps({"$date": typed}))
+
+    with pytest.raises(CorruptStoreError, match="outside the years 1-9999"):
+        service.get_value("bad", "k")
+
+
+def _damage_store_doc(service: ExecutionStoreService, store: str, **columns) -> None:
+    """Overwrite columns of a SQLite store's document, as a user might."""
+    assignments = ", ".join(f"{name} = ?" for name in columns)
+    with closing(sqlite3.connect(service.repo.store_path(None, store))) as conn:
+        conn.execute(f"UPDATE store_doc SET {assignments}", [*columns.values()])
+        conn.commit()
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    "columns",
+    [{"policy": "bogus"}, {"created_at": "x"}, {"created_at": 1e30}],
+    ids=["policy", "text-time", "huge-time"],
+)
+def test_a_store_document_damaged_by_hand_raises_corrupt_store_error(
+    root, columns
+) -> None:
+    service = ExecutionStoreService(root=root)
+    service.create_store("bad", metadata={"a": 1})
+    _damage_store_doc(service, "bad", **columns)
+
+    with pytest.raises(CorruptStoreError, match="the document of store 'bad'"):
+        service.get_store("bad")
+
+
+@pytest.mark.timeout(30)
+def test_deleting_a_store_with_a_damaged_document_deletes_it_with_a_warning(
+    root, caplog
+) -> None:
+    service = ExecutionStoreService(root=root)
+    service.create_store("bad", metadata={"a": 1})
+    service.set_key("bad", "k", 1)
+    _damage_store_doc(service, "bad", policy="bogus")
+
+    with caplog.at_level(logging.WARNING, logger="localstore"):
+        deleted = service.delete_store("bad")
+
+    assert (deleted.store_name, deleted.metadata) == ("bad", {})
+    assert not service.has_store("bad")
+    assert "the document of store 'bad'" in caplog.text
+
+
+@pytest.mark.timeout(30)
+def test_list_stores_global_leaves_out_a_damaged_store_document(root, caplog) -> None:
+    service = ExecutionStoreService(root=root)
+    service.create_store("bad", metadata={"a": 1})
+    service.create_store("good", metadata={"b": 2})
+    _damage_store_doc(service, "bad", metadata='{"$date": "nope"}')
+
+    with caplog.at_level(logging.WARNING, logger="localstore"):
+        documents = service.list_stores_global()
+
+    assert [(d.store_name, d.metadata) for d in documents] == [("good", {"b": 2})]
+    assert "leaving out store 'bad'" in caplog.text

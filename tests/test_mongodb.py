@@ -597,6 +597,49 @@ def test_cli_push_or_pull_waits_for_a_server_as_long_as_the_timeout(
     assert "no MongoDB server answered within 0.5 s" in capsys.readouterr().err
 
 
+def test_cli_push_names_the_key_of_a_value_damaged_by_hand(tmp_path, capsys, raw):
+    import sqlite3
+
+    from localstore._cli import main
+
+    service = ExecutionStoreService(root=tmp_path)
+    service.set_keys("b", {"k1": 1, "k2": 2})
+    service.set_key("c", "k", 3)
+    conn = sqlite3.connect(service.repo.store_path(None, "b"))
+    with conn:
+        conn.execute("UPDATE keys SET value = '{bad' WHERE key = 'k2'")
+    conn.close()
+
+    status = main(["--root", str(tmp_path), "push", "--to", MONGODB_URI])
+
+    err = capsys.readouterr().err
+    assert status == 1
+    assert "not copying store 'b'" in err
+    assert "key 'k2' of store 'b': a stored value is damaged" in err
+    assert raw.distinct("store_name") == ["c"]
+
+
+def test_cli_sweep_dry_run_leaves_out_a_damaged_store_and_counts_the_rest(
+    root, capsys, raw
+):
+    from localstore._cli import main
+
+    service = ExecutionStoreService(root=root, backend="mongodb")
+    for store in ("a", "bad"):
+        service.set_key(store, "gone", 1, ttl=1e-3)
+    time.sleep(0.01)
+    raw.update_one({"store_name": "bad"}, {"$set": {"created_at": None}})
+
+    status = main(["--backend", "mongodb", "--json", "sweep", "--dry-run"])
+
+    out, err = capsys.readouterr()
+    assert status == 1
+    counted = json.loads(out)
+    assert [s["store_name"] for s in counted["stores"]] == ["a"]
+    assert counted["left_out"] == 1
+    assert "not counting store 'bad'" in err
+
+
 # Transactions on a replica set ------------------------------------------------------
 
 
