@@ -51,7 +51,9 @@ def run_set(args: argparse.Namespace) -> int:
         _codec.encode(value)
     except ValueError as exc:  # InvalidValueError is a ValueError too
         hint = ""
-        if isinstance(exc.__cause__, json.JSONDecodeError):
+        # Text that does not start as JSON does was most likely meant as a string.
+        starts_as_json = text.lstrip()[:1] in set('{["-0123456789')
+        if isinstance(exc.__cause__, json.JSONDecodeError) and not starts_as_json:
             hint = """; a string needs quotes, as in '"text"'"""
         message = str(exc)
         if message.startswith(("value ", "value[")):  # the codec's value['a'][0]

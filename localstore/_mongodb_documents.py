@@ -202,7 +202,7 @@ def key_record(doc: dict[str, Any] | None, location: str) -> KeyRecord:
         created_at,
         created_at if updated is None else date_micros(doc, "updated_at", location),
         None if expires is None else date_micros(doc, "expires_at", location),
-        _policy(doc),
+        _policy(doc, location),
     )
 
 
@@ -214,7 +214,7 @@ def store_record(doc: dict[str, Any], location: str) -> StoreRecord:
         metadata,
         date_micros(doc, "created_at", location),
         None if updated is None else date_micros(doc, "updated_at", location),
-        _policy(doc),
+        _policy(doc, location),
         has_document=True,
     )
 
@@ -243,9 +243,18 @@ def date_micros(doc: dict[str, Any], field: str, location: str) -> int:
     return to_micros(moment)
 
 
-def _policy(doc: dict[str, Any]) -> str:
-    """Return a document's policy; FiftyOne reads a missing one from ``expires_at``."""
+def _policy(doc: dict[str, Any], location: str) -> str:
+    """Return a document's policy; FiftyOne reads a missing one from ``expires_at``.
+
+    Any other policy is damage, as FiftyOne's ``KeyPolicy`` refuses it too.
+    """
     policy = doc.get("policy")
     if policy in ("persist", "evict"):
         return str(policy)
+    if policy is not None and policy != "":
+        raise CorruptStoreError(
+            f"key {doc.get('key')!r} of store {doc.get('store_name')!r} has the "
+            f"policy {policy!r}, not 'persist' or 'evict'; it was left as it is",
+            location,
+        )
     return "evict" if doc.get("expires_at") else "persist"

@@ -1200,3 +1200,15 @@ def test_a_timeout_that_is_not_a_number_of_seconds_is_a_usage_error(root, timeou
     assert result.returncode == 2
     assert "--timeout" in result.stderr
     assert "timeout must be" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "hinted"), [("hello", True), ("[1, 2", False), ('{"a": 1', False)]
+)
+def test_set_hints_at_quotes_only_for_text_that_does_not_start_as_json(
+    root, value, hinted
+):
+    result = run(root, "set", "s", "k", value)
+
+    assert result.returncode == 2
+    assert ("a string needs quotes" in result.stderr) is hinted

@@ -597,6 +597,18 @@ def test_cli_push_or_pull_waits_for_a_server_as_long_as_the_timeout(
     assert "no MongoDB server answered within 0.5 s" in capsys.readouterr().err
 
 
+def test_a_policy_mongodb_holds_that_is_not_persist_or_evict_is_damage(mongo, raw):
+    from localstore import CorruptStoreError
+
+    mongo.set_key("s", "k", 1)
+    mongo.set_key("s", "fine", 2)
+    raw.update_one({"store_name": "s", "key": "k"}, {"$set": {"policy": "bogus"}})
+
+    with pytest.raises(CorruptStoreError, match="policy 'bogus'"):
+        mongo.get_key("s", "k")
+    assert mongo.get_key("s", "fine").value == 2
+
+
 def test_cli_push_names_the_key_of_a_value_damaged_by_hand(tmp_path, capsys, raw):
     import sqlite3
 
