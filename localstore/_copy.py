@@ -8,13 +8,12 @@ import os
 from collections.abc import Iterable
 
 from ._backends import BACKENDS, open_backend
-from ._export import check_records
 from ._layout import list_directory
 from ._paths import decode_name, resolve_root
+from ._transfer import copy_store
 from ._validate import check_name, now_micros
 from .errors import (
     ArgumentTypeError,
-    CorruptStoreError,
     InvalidArgumentError,
     StoreIOError,
 )
@@ -53,8 +52,10 @@ def copy_root(
         target; with ``False`` they are kept and the source's are skipped. Other
         stores and keys of the target are left alone either way.
     :returns: the keys written per ``(collection, dataset_id, store_name)``, one
-        entry for every store copied. A damaged source store is not copied: it
-        is left out with a logged warning, as ``list_stores`` leaves it out.
+        entry for every store copied. A store that cannot be copied whole (a
+        damaged file, value, time or policy, or a store busy beyond the timeout)
+        is left out with a logged warning naming it, as ``list_stores`` leaves
+        out damage.
     :raises InvalidArgumentError: for an unknown backend, a source that is the
         target, or no ``collections`` for a source that cannot list them.
     :raises StoreIOError: an :class:`OSError` with ``errno.ENOENT``, when the
@@ -89,17 +90,9 @@ def copy_root(
         try:
             for context in source.list_contexts():
                 for store in source.list_stores(context, now_micros()):
-                    now = now_micros()
-                    try:
-                        document, keys = source.dump_store(context, store, now)
-                        check_records(context, store, document, keys)
-                    except CorruptStoreError as exc:
-                        logger.warning("not copying a damaged store: %s", exc)
-                        continue
-                    count = target.load_store(
-                        context, store, document, keys, now, replace=replace
-                    )
-                    written[(collection, context, store)] = count
+                    count = copy_store(source, target, context, store, replace)
+                    if count is not None:
+                        written[(collection, context, store)] = count
         finally:
             source.close()
             target.close()

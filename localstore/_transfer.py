@@ -27,7 +27,7 @@ from .errors import (
     LockTimeoutError,
 )
 
-__all__ = ["Progress", "pull", "push"]
+__all__ = ["Progress", "copy_store", "pull", "push"]
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ def _transfer(
                 for store in (
                     names if stores is None else sorted(set(names) & set(stores))
                 ):
-                    count = _copy_store(source, target, context, store, replace)
+                    count = copy_store(source, target, context, store, replace)
                     if count is None:
                         continue
                     written[(source.collection, context, store)] = count
@@ -164,7 +164,7 @@ def _transfer(
     return written
 
 
-def _copy_store(
+def copy_store(
     source: Backend, target: Backend, context: str | None, store: str, replace: bool
 ) -> int | None:
     """Copy one store; return its key count, or ``None`` if it was left out.
