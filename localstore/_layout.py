@@ -50,7 +50,9 @@ class FileLayout:
         self.collection_dir = os.path.join(root, encode_name(collection))
         self.suffix = suffix
         self._read_info = read_info
-        self._paths: dict[tuple[str | None, str], str] = {}
+        #: The paths :meth:`store_path` has given, by (context, store): callers
+        #: on a hot path may look here first.
+        self.paths: dict[tuple[str | None, str], str] = {}
 
     def context_dir(self, context: str | None) -> str:
         """Return the directory that holds the stores of ``context``."""
@@ -59,13 +61,13 @@ class FileLayout:
 
     def store_path(self, context: str | None, store: str) -> str:
         """Return the file that holds ``store`` of ``context``."""
-        path = self._paths.get((context, store))
+        path = self.paths.get((context, store))
         if path is None:
             path = os.path.join(
                 self.context_dir(context), encode_name(store) + self.suffix
             )
-            if len(self._paths) < _MAX_REMEMBERED_PATHS:
-                self._paths[(context, store)] = path
+            if len(self.paths) < _MAX_REMEMBERED_PATHS:
+                self.paths[(context, store)] = path
         return path
 
     def store_names(self, context: str | None) -> list[str]:

@@ -22,7 +22,6 @@ from ._sqlite_sql import (
     APPLICATION_ID,
     INSERT_STORE_INFO,
     MIGRATE_FROM_VERSION_1,
-    NOW_FUNCTION,
     SCHEMA,
     SCHEMA_VERSION,
     SELECT_STORE_INFO,
@@ -140,13 +139,7 @@ def _connect(uri: str, timeout: float) -> sqlite3.Connection:
         isolation_level=None,
         check_same_thread=False,
     )
-    conn.create_function(NOW_FUNCTION, 0, _now_micros)
     return conn
-
-
-def _now_micros() -> int:
-    """Return the time now in microseconds since the Unix epoch (``NOW_FUNCTION``)."""
-    return time.time_ns() // 1000
 
 
 def _check_store_file(

@@ -14,11 +14,13 @@ APPLICATION_ID = 0x4C53544F  # "LSTO"
 #: Expired rows a purge removes at most, so no single write pays for many.
 _PURGE_BATCH = 256
 
-#: The SQL function of the time now, in epoch microseconds, that each pooled
-#: connection defines. A statement calls it once it holds the write lock, so a
-#: key written after a wait for another writer gets the time of the write, and
-#: its TTL counts from then.
-NOW_FUNCTION = "localstore_now"
+#: The time now in epoch microseconds, to the millisecond, from SQLite's own
+#: clock (the system's, as Python's): a statement reads it once it holds the
+#: write lock, so a key written after a wait for another writer gets the time
+#: of the write, and its TTL counts from then. ``julianday`` counts whole
+#: milliseconds; rounding undoes the float's error. (A Python function defined
+#: on the connection would cost each write some 0.4 µs more, a twentieth of it.)
+NOW = "CAST(round((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000"
 
 # The value comes last: a large one spills into overflow pages, and a column
 # after it (expires_at, checked by every read) would cost reading them all.
@@ -125,14 +127,14 @@ def _write_key_now(expires_at: str, policy: str) -> str:
     """Return an upsert of one key (?1) and its value text (?2) at the time now.
 
     That is the call's time (?3) or, if the clock has moved on since (a wait
-    for the lock), NOW_FUNCTION's. The subquery calls it once for the three
-    times; "WHERE true" is how SQLite's grammar lets ON CONFLICT follow a
-    SELECT. ``expires_at`` and ``policy`` are SQL expressions.
+    for the lock), NOW. The subquery reads it once for the three times;
+    "WHERE true" is how SQLite's grammar lets ON CONFLICT follow a SELECT.
+    ``expires_at`` and ``policy`` are SQL expressions.
     """
     return f"""
 INSERT INTO keys ({_KEY_COLUMNS})
 SELECT ?1, ?2, now, now, {expires_at}, {policy}
-FROM (SELECT max({NOW_FUNCTION}(), ?3) AS now) WHERE true
+FROM (SELECT max({NOW}, ?3) AS now) WHERE true
 ON CONFLICT (key) DO UPDATE SET{_SET_FROM_NEW_ROW}
 """
 
@@ -197,13 +199,18 @@ ON CONFLICT (id) DO UPDATE SET metadata = excluded.metadata,
 )
 LOAD_STORE_DOC_IF_ABSENT = _LOAD_STORE_DOC + "ON CONFLICT (id) DO NOTHING"
 # An expired key is left for a purge or sweep: it reads as absent already.
-# Live or not is judged at the time of the delete (NOW_FUNCTION, once the write
-# lock is held), or the call's time (?2) if that is later.
+# Live or not is judged at the time of the delete (NOW, once the write lock is
+# held), or the call's time (?2) if that is later.
 DELETE_LIVE_KEY = (
     "DELETE FROM keys WHERE key = ?1 AND (expires_at IS NULL OR "
-    f"expires_at > max({NOW_FUNCTION}(), ?2))"
+    f"expires_at > max({NOW}, ?2))"
 )
 DELETE_EXPIRED = "DELETE FROM keys WHERE expires_at IS NOT NULL AND expires_at <= :now"
+# A purge first asks whether there is anything to purge: a DELETE takes the
+# write lock (and may wait for it) even when it deletes nothing.
+ANY_EXPIRED = (
+    "SELECT 1 FROM keys WHERE expires_at IS NOT NULL AND expires_at <= ?1 LIMIT 1"
+)
 PURGE_EXPIRED = f"""
 DELETE FROM keys WHERE rowid IN (
     SELECT rowid FROM keys WHERE expires_at IS NOT NULL AND expires_at <= ?1

@@ -179,14 +179,19 @@ def _replace_with_another_store_file(service, tmp_path) -> Path:
     return path
 
 
-def test_writes_purge_expired_keys_now_and_then(tmp_path):
+@pytest.mark.parametrize("write", ["set_key", "ExecutionStore.set"])
+def test_writes_purge_expired_keys_now_and_then(tmp_path, write):
     service = ExecutionStoreService(root=tmp_path)
     service.set_keys("s", {f"gone-{i}": i for i in range(100)}, ttl=1e-6)
     time.sleep(0.01)
     path = service.repo.store_path(None, "s")
+    store = ExecutionStore("s", service)
 
     for i in range(PURGE_EVERY):
-        service.set_key("s", f"live-{i}", i)
+        if write == "set_key":
+            service.set_key("s", f"live-{i}", i)
+        else:
+            store.set(f"live-{i}", i)
 
     conn = sqlite3.connect(path)
     rows = conn.execute("SELECT count(*) FROM keys WHERE key LIKE 'gone-%'").fetchone()
@@ -220,3 +225,32 @@ def test_a_wal_file_left_without_its_store_file_is_not_applied_to_a_new_one(tmp_
     assert check.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     check.close()
     writer.close()
+
+
+@pytest.mark.parametrize(
+    ("call", "answer"),
+    [
+        (lambda store: store.get("a"), 1),
+        (lambda store: store.get("missing"), None),
+        (lambda store: store.has("a"), True),
+        (lambda store: store.has("missing"), False),
+        (lambda store: store.service.get_key("s", "b") is not None, True),
+        (lambda store: store.delete("missing"), False),
+    ],
+    ids=["get", "get miss", "has", "has miss", "get_key", "delete miss"],
+)
+def test_single_key_calls_leave_no_read_transaction_open(tmp_path, call, answer):
+    store = ExecutionStore("s", ExecutionStoreService(root=tmp_path))
+    store.set("a", 1)
+    store.set("b", 2, ttl=60)
+    path = store.service.repo.store_path(None, "s")
+
+    # These calls share a pooled cursor: each must finish its statement, or the
+    # reader it leaves open keeps checkpoints from emptying the log until the
+    # next call.
+    assert call(store) == answer
+
+    with closing(sqlite3.connect(path, timeout=0)) as other:
+        busy, _, _ = other.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    assert busy == 0
+    assert Path(f"{path}-wal").stat().st_size == 0

@@ -23,6 +23,11 @@ def _wait_past(doc):
     _sleep_past(doc.expires_at)
 
 
+def _utc_now():
+    """Return the time now as a naive UTC datetime, as documents carry it."""
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
 def _sleep_past(moment):
     """Sleep until a naive UTC instant has passed."""
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
@@ -190,10 +195,16 @@ def test_ttl_counts_from_the_write_after_waiting_for_a_lock(root):
     service = ExecutionStoreService(root=root, timeout=5)
     service.set_key("s", "existing", 0)
     hold = hold_write_lock(service, "s", 0.6)
+    called = _utc_now()
 
     doc = service.set_key("s", "k", "v", ttl=0.5)
 
+    returned = _utc_now()
     hold.communicate()
+    # Stamped when written, after the wait, to the millisecond: not when called.
+    assert called + dt.timedelta(seconds=0.5) < doc.updated_at <= returned
+    assert doc.created_at == doc.updated_at
+    assert doc.expires_at == doc.updated_at + dt.timedelta(seconds=0.5)
     assert service.get_key("s", "k") == doc
     assert service.set_key_if_absent("s", "k", "other") is False
 
