@@ -12,6 +12,7 @@ from ._backend import Backend, KeyRecord
 from ._backends import choose_backend
 from ._records import damaged_value, key_document, store_document, stored_value
 from ._validate import (
+    STORE_KEY,
     check_dataset_id,
     check_fields,
     check_key,
@@ -304,10 +305,19 @@ class ExecutionStoreService:
 
     def has_key(self, store_name: str, key: str) -> bool:
         """Tell whether the key has a live value."""
-        store, key = check_store_key(store_name, key)
-        # The time inline, as in the other single-key calls: a call costs a
-        # read a twentieth of its time.
-        return self._repo.has_key(self._context, store, key, time_ns() // 1000)
+        # check_store_key's test of plain names, and the time, inline: each call
+        # costs a read a twentieth of its time.
+        if not (
+            type(store_name) is str
+            and store_name.isascii()
+            and store_name
+            and type(key) is str
+            and key.isascii()
+            and key
+            and key != STORE_KEY
+        ):
+            store_name, key = check_store_key(store_name, key)
+        return self._repo.has_key(self._context, store_name, key, time_ns() // 1000)
 
     def get_key(self, store_name: str, key: str) -> KeyDocument | None:
         """Return the key, or ``None`` if it is missing or expired."""
@@ -321,13 +331,22 @@ class ExecutionStoreService:
         Quicker than :meth:`get_key` when the timestamps are not needed. Not
         part of FiftyOne's API.
         """
-        store, key = check_store_key(store_name, key)
-        text = self._repo.get_value(self._context, store, key, time_ns() // 1000)
+        if not (
+            type(store_name) is str
+            and store_name.isascii()
+            and store_name
+            and type(key) is str
+            and key.isascii()
+            and key
+            and key != STORE_KEY
+        ):  # has_key's test, inline
+            store_name, key = check_store_key(store_name, key)
+        text = self._repo.get_value(self._context, store_name, key, time_ns() // 1000)
         # stored_value's work, inline: a call costs a read a hundredth of its time.
         try:
             return default if text is None else _codec.decode(text)
         except CorruptStoreError as exc:
-            raise damaged_value(exc, store, key) from exc
+            raise damaged_value(exc, store_name, key) from exc
 
     def delete_key(self, store_name: str, key: str) -> bool:
         """Delete a key; return whether it had a live value."""

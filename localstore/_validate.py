@@ -172,7 +172,16 @@ def check_write(
 
     :returns: the store, key, value text, the time now, the expiry and policy.
     """
-    store_name, key = check_store_key(store_name, key)
+    if not (
+        type(store_name) is str
+        and store_name.isascii()
+        and store_name
+        and type(key) is str
+        and key.isascii()
+        and key
+        and key != STORE_KEY
+    ):  # check_store_key's test, inline
+        store_name, key = check_store_key(store_name, key)
     # A policy given as a str, the common case, is checked without a call:
     # calls cost a small write as much as the check of its value.
     checked = _POLICIES.get(policy) if type(policy) is str else None
