@@ -84,32 +84,79 @@ class _Handle:
         self.writes = 0  # counts writes, to purge expired keys every so many
 
 
+#: How long a fork waits for the calls under way to finish (see _hold_for_fork).
+FORK_WAIT_SECONDS = 10.0
+
+
 class _Pool:
     """The process's open store files, least recently used first."""
 
     def __init__(self) -> None:
         self.lock = allocate_lock()
         self.handles: OrderedDict[str, _Handle] = OrderedDict()
-        self.abandoned: list[_Handle] = []
+        # A forked child's copies of its parent's connections, never used or
+        # closed: closing would run SQLite's last-connection cleanup on files
+        # the parent is still using.
+        self.inherited: list[_Handle] = []
+        self.held_for_fork: list[_Handle] = []
 
 
 _pool = _Pool()
 
 
-def _forget_inherited_connections() -> None:
-    """In a forked child, drop the parent's connections without closing them.
+def _hold_for_fork() -> None:
+    """Before a fork, wait until no call is using a pooled connection, and hold them.
 
-    Closing would run SQLite's last-connection cleanup on files the parent is
-    still using; the parent's locks are not the child's to release.
+    SQLite keeps each file's locks in process memory too; a child forked while
+    another thread is in the middle of a write inherits a write lock that no
+    thread of its own holds, and could never write that store. A thread that
+    holds one handle while waiting for another must not be kept waiting on us,
+    so the handles are tried without blocking, all let go while any is busy, and
+    tried again; after :data:`FORK_WAIT_SECONDS` the fork goes ahead regardless.
     """
+    pool = _pool
+    deadline = monotonic() + FORK_WAIT_SECONDS
+    while True:
+        with pool.lock:
+            handles = list(pool.handles.values())
+        held = []
+        for handle in handles:
+            if not handle.lock.acquire(False):
+                break
+            held.append(handle)
+        else:
+            pool.held_for_fork = held
+            return
+        for handle in held:
+            handle.lock.release()
+        if monotonic() > deadline:
+            _log.debug(__name__, "forking while a call uses a store file")
+            return
+        time.sleep(0.001)
+
+
+def _release_after_fork() -> None:
+    """After a fork, in the parent, let go of what :func:`_hold_for_fork` held."""
+    held, _pool.held_for_fork = _pool.held_for_fork, []
+    for handle in held:
+        handle.lock.release()
+
+
+def _forget_inherited_connections() -> None:
+    """In a forked child, set the parent's connections aside (``_Pool.inherited``)."""
     global _pool
+    _release_after_fork()
     inherited = _pool
     _pool = _Pool()
-    _pool.abandoned = [*inherited.abandoned, *inherited.handles.values()]
+    _pool.inherited = [*inherited.inherited, *inherited.handles.values()]
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_inherited_connections)
+    os.register_at_fork(
+        before=_hold_for_fork,
+        after_in_parent=_release_after_fork,
+        after_in_child=_forget_inherited_connections,
+    )
 
 
 class Connection:
@@ -321,10 +368,13 @@ class StoreFiles:
             handle.checked_at = now
             return handle
         with pool.lock:
-            handle = pool.handles.get(path)
-            if handle is not None and handle.identity != identity:
+            replaced = pool.handles.get(path)
+            if replaced is not None and replaced.identity != identity:
                 del pool.handles[path]
-                pool.abandoned.append(handle)  # see _forget_inherited_connections
+            else:
+                replaced = None
+        if replaced is not None:
+            _close(replaced)
 
         conn, read_only = open_store_file(path, stat, context, store, self.timeout)
         handle = _Handle(conn, identity)
@@ -340,18 +390,16 @@ class StoreFiles:
             pool.handles[path] = handle
             evicted = _evict_over_limit(pool)
         for old in evicted:
-            with old.lock:
-                old.closed = True
-                old.conn.close()
+            _close(old)
         return handle
 
     def _discard(self, path: str) -> None:
-        """Forget the handle of a file that no longer exists."""
+        """Close the handle of a file that no longer exists."""
         pool = _pool
         with pool.lock:
             handle = pool.handles.pop(path, None)
-            if handle is not None:
-                pool.abandoned.append(handle)
+        if handle is not None:
+            _close(handle)
 
     def read_info(self, path: str) -> tuple[str, str | None] | None:
         """Read the store name and dataset id recorded inside a store file."""
@@ -364,9 +412,19 @@ class StoreFiles:
             mine = [path for path in _pool.handles if path.startswith(prefix)]
             handles = [_pool.handles.pop(path) for path in mine]
         for handle in handles:
-            with handle.lock:
-                handle.closed = True
-                handle.conn.close()
+            _close(handle)
+
+
+def _close(handle: _Handle) -> None:
+    """Close a handle taken out of the pool, once the call using it (if any) is done.
+
+    A file deleted or replaced since it was opened is safe to close: SQLite
+    checkpoints and removes the write-ahead log on close only if the path still
+    names the file it has open, so a new file's log is left alone.
+    """
+    with handle.lock:
+        handle.closed = True
+        handle.conn.close()
 
 
 def _give_back(handle: _Handle, path: str, wrote: bool) -> None:

@@ -332,6 +332,31 @@ def test_reading_2000_stores_under_a_descriptor_limit_of_256_leaks_nothing(
     assert result["after_close"] <= result["before"] + slack
 
 
+@pytest.mark.timeout(120)
+def test_a_root_removed_again_and_again_under_an_open_service_leaks_no_descriptors(
+    root: Path, file_backend: str
+) -> None:
+    service = ExecutionStoreService(root=root, backend=file_backend)
+    service.set_key("s", "k", -1)
+    before = open_descriptors()
+
+    for i in range(40):
+        shutil.rmtree(root)
+        service.set_key("s", "k", i)
+        service.set_key("t", "k", i)
+        time.sleep(_sqlite_pool.RECHECK_SECONDS)  # let the next call re-check
+        assert service.get_value("s", "k") == i
+    during = open_descriptors()
+    service.close()
+
+    # Each store holds 3 descriptors while open; files gone are closed.
+    assert during <= before + 2 * 3 + 4
+    assert open_descriptors() <= before
+    assert (
+        ExecutionStoreService(root=root, backend=file_backend).get_value("t", "k") == 39
+    )
+
+
 # Fork with an open connection ------------------------------------------------------
 
 
@@ -368,3 +393,47 @@ def test_fork_with_an_open_store_leaves_it_whole(
         finally:
             check.close()
     service.close()
+
+
+def write_and_report(root: str, backend: str, out: Any) -> None:
+    service = ExecutionStoreService(root=root, backend=backend, timeout=5)
+    try:
+        service.set_key("busy", f"child-{os.getpid()}", True)
+    except Exception as exc:  # the parent tells which
+        out.put(f"{type(exc).__name__}: {exc}")
+    else:
+        out.put("written")
+
+
+@pytest.mark.timeout(120)
+def test_a_child_forked_while_a_thread_writes_can_write_the_same_store(
+    root: Path, file_backend: str, start: Start
+) -> None:
+    service = ExecutionStoreService(root=root, backend=file_backend)
+    service.set_key("busy", "writes", 0)
+    stop = threading.Event()
+
+    def write_until_stopped() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            service.set_key("busy", "writes", n)
+
+    writer = threading.Thread(target=write_until_stopped)
+    writer.start()
+    out = FORK.Queue()
+    answers = []
+    try:
+        for _ in range(12):
+            time.sleep(0.01)
+            child = start(write_and_report, str(root), file_backend, out)
+            answers.append(out.get(timeout=60))
+            child.join(10)
+    finally:
+        stop.set()
+        writer.join()
+
+    # A child forked in the middle of a parent's write would inherit a write
+    # lock no thread of its own holds, and time out on every write.
+    assert answers == ["written"] * 12
+    assert len(service.list_keys("busy")) == 13

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import subprocess
+import sys
 import time
 from contextlib import closing
 from pathlib import Path
@@ -254,3 +256,47 @@ def test_single_key_calls_leave_no_read_transaction_open(tmp_path, call, answer)
         busy, _, _ = other.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
     assert busy == 0
     assert Path(f"{path}-wal").stat().st_size == 0
+
+
+# Writes store "s" under the root given, then keeps its connection open: the key
+# stays in the write-ahead log until the process is killed.
+WRITE_AND_HOLD = """
+import sys, time
+from localstore import ExecutionStoreService
+ExecutionStoreService(root=sys.argv[1]).set_key("s", "k", "new file")
+print("written", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_closing_a_replaced_files_connection_leaves_the_new_files_log_alone(
+    tmp_path,
+):
+    service = ExecutionStoreService(root=tmp_path)
+    service.set_key("s", "k", "old file")
+    path = Path(service.repo.store_path(None, "s"))
+    old_handle = _sqlite_pool._pool.handles[str(path)]
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITE_AND_HOLD, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdout is not None
+        assert writer.stdout.readline() == "written\n"
+        time.sleep(RECHECK_SECONDS)
+
+        # The call finds the file replaced and closes its connection to the old
+        # one, which must not take the new file's log with it.
+        assert service.get_value("s", "k") == "new file"
+        assert old_handle.closed
+    finally:
+        writer.kill()
+        writer.communicate()
+
+    with closing(sqlite3.connect(path)) as check:
+        rows = check.execute("SELECT value FROM keys WHERE key = 'k'").fetchall()
+    assert rows == [('"new file"',)]
