@@ -91,9 +91,10 @@ def _make_dumps() -> Callable[[Any], str]:
 _dumps = _make_dumps()
 
 
-def encode(value: Any) -> str:
+def encode(value: Any, what: str = "value") -> str:
     """Check ``value`` and return its JSON text.
 
+    :param what: the argument's name in error messages.
     :raises InvalidValueError: naming where in ``value`` the offending part sits,
         for a type MongoDB could not store, a dict key that is not a ``str``, an
         int outside signed 64 bits, a cycle, nesting deeper than
@@ -105,18 +106,18 @@ def encode(value: Any) -> str:
     if type(value) is dict and len(value) != 1 and _is_plain_record(value, 0):
         tree = value
     else:
-        tree = _tag(value) if _check(value, "value", 0, set()) else value
+        tree = _tag(value) if _check(value, what, 0, set()) else value
     try:
         text = _dumps(tree)
     except ValueError as exc:  # a float the check missed would be a bug, not input
-        raise InvalidValueError(f"value cannot be stored as JSON: {exc}") from exc
+        raise InvalidValueError(f"{what} cannot be stored as JSON: {exc}") from exc
     if len(text) > MAX_ENCODED_SIZE // 4 and len(text.encode()) > MAX_ENCODED_SIZE:
         raise InvalidValueError(
-            f"value is {len(text.encode())} bytes as JSON; at most "
+            f"{what} is {len(text.encode())} bytes as JSON; at most "
             f"{MAX_ENCODED_SIZE} bytes (MongoDB's document limit) can be stored"
         )
     if not text.isascii():
-        _check_unicode(text)
+        _check_unicode(text, what)
     return text
 
 
@@ -158,9 +159,9 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not strict JSON")
 
 
-def normalize(value: Any) -> Any:
+def normalize(value: Any, what: str = "value") -> Any:
     """Return ``value`` as it would read back after being stored."""
-    return decode(encode(value))
+    return decode(encode(value, what))
 
 
 def _check(value: Any, where: str, depth: int, path: set[int]) -> bool:
@@ -497,13 +498,13 @@ def _describe(value: Any) -> str:
     return f"{text} of type {type(value).__module__}.{type(value).__qualname__}"
 
 
-def _check_unicode(text: str) -> None:
+def _check_unicode(text: str, what: str) -> None:
     """Raise if ``text`` holds a lone surrogate, which UTF-8 (and BSON) cannot hold."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise InvalidValueError(
-            f"value holds the lone surrogate {text[exc.start]!r}, which is not "
+            f"{what} holds the lone surrogate {text[exc.start]!r}, which is not "
             "valid Unicode and cannot be stored"
         ) from exc
 

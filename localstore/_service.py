@@ -268,7 +268,7 @@ class ExecutionStoreService:
         store = check_name(store_name)
         key = check_key(key)
         policy = check_policy(policy)
-        wanted = _codec.normalize(expected)
+        wanted = _codec.normalize(expected, "expected")
         text = _codec.encode(value)
         now, expires_at, policy = write_timing(ttl, policy)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from localstore import (
     ArgumentTypeError,
     ExecutionStoreService,
     InvalidArgumentError,
+    InvalidValueError,
     KeyDocument,
     KeyPolicy,
     LocalStoreError,
@@ -442,6 +444,21 @@ def test_compare_and_set_key_needs_the_expected_value(service):
 
     assert service.get_key("s", "k").value == "next"
     assert not service.has_key("s", "missing")
+
+
+@pytest.mark.parametrize(
+    ("expected", "value", "named"),
+    [({1, 2}, "next", "expected is {1, 2}"), ("old", {1, 2}, "value is {1, 2}")],
+)
+def test_compare_and_set_key_names_the_argument_it_cannot_store(
+    service, expected, value, named
+):
+    service.set_key("s", "k", "old")
+
+    with pytest.raises(InvalidValueError, match=re.escape(named)):
+        service.compare_and_set_key("s", "k", expected, value)
+
+    assert service.get_value("s", "k") == "old"
 
 
 def test_set_keys_writes_all_in_one_step(service):
