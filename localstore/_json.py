@@ -357,6 +357,7 @@ def _save(
     if state.document is None and not state.keys:
         if state.revision:
             _known_files.forget(name)
+            _remove_abandoned_temporaries(path)  # they would outlive the store
             os.unlink(path)
             logger.debug("deleted empty store file %s", path)
         return

@@ -677,6 +677,27 @@ def test_json_writer_removes_temporary_files_of_killed_writers(tmp_path):
     assert service.get_key("p", "k").value == 3
 
 
+@pytest.mark.parametrize(
+    "delete",
+    [
+        lambda service: service.delete_store("p"),
+        lambda service: service.delete_key("p", "k"),
+    ],
+    ids=["delete_store", "delete_key"],
+)
+def test_json_deleting_a_store_removes_temporary_files_of_killed_writers(
+    tmp_path, delete
+):
+    service, path = _json_store(tmp_path)
+    abandoned = Path(f"{path}.{'0' * 32}.tmp")
+    abandoned.write_bytes(b"{half a file")
+
+    delete(service)
+
+    assert not path.exists()
+    assert not abandoned.exists()
+
+
 def test_sqlite_creation_removes_temporary_files_of_killed_creators(tmp_path):
     service = ExecutionStoreService(root=tmp_path)
     service.set_key("first", "k", 1)
