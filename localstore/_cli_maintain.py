@@ -131,7 +131,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         print(f"{total} expired {plural(total, 'key')} {verb}")
     if left_out.count:
         skipped = f"{left_out.count} {plural(left_out.count, 'store')}"
-        print(f"localstore: {skipped} left out; sweep again", file=sys.stderr)
+        print(f"localstore: {skipped} left out (see above)", file=sys.stderr)
         return 1
     return 0
 

@@ -1189,7 +1189,7 @@ def test_sweep_leaves_out_a_busy_store_names_it_and_exits_1(root):
     assert [s["store_name"] for s in swept["stores"]] == ["a", "z"]
     warning, summary = result.stderr.splitlines()
     assert warning.startswith("localstore: warning: not sweeping store 'm', busy")
-    assert summary == "localstore: 1 store left out; sweep again"
+    assert summary == "localstore: 1 store left out (see above)"
     assert json.loads(ok(root, "--json", "sweep"))["total"] == 1
 
 
