@@ -361,9 +361,12 @@ def _by_context(item: tuple[tuple[str | None, str], int]) -> tuple[str, str, str
 
 def _write_file(path: str, chunks: Iterable[bytes]) -> None:
     """Write a file through a temporary one, so a failed export leaves no half file."""
-    directory = os.path.dirname(os.path.abspath(path))
+    directory, name = os.path.split(os.path.abspath(path))
     try:
-        descriptor, temporary = tempfile.mkstemp(prefix=".localstore-", dir=directory)
+        # Named after the file it becomes: an export killed part way leaves it.
+        descriptor, temporary = tempfile.mkstemp(
+            prefix=f".{name}.", suffix=".localstore-tmp", dir=directory
+        )
     except OSError as exc:
         raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from exc
     try:
