@@ -132,6 +132,9 @@ def run_doctor(args: argparse.Namespace) -> int:
     """Check every store file under the root; exit 1 when something is wrong."""
     from ._doctor import examine_root  # imported late: only this command needs it
 
+    if args.backend not in ("sqlite", "json"):
+        backend = args.backend
+        args.parser.error(f"doctor checks store files; --backend {backend} has none")
     root, source = resolve_root(args.root)
     # A root that is a file (or lies under one) holds no stores, but is no healthy
     # root either: refuse it as every other command does.

@@ -685,6 +685,15 @@ def test_doctor_passes_on_a_healthy_root(root, open_service):
     assert report == {"root": str(root), "checked": 2, "problems": []}
 
 
+@pytest.mark.parametrize("backend", ["memory", "mongodb"])
+def test_doctor_refuses_a_backend_without_files(root, backend):
+    result = run(root, "--backend", backend, "doctor")
+
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert f"doctor checks store files; --backend {backend} has none" in result.stderr
+
+
 @pytest.mark.parametrize("below", [[], ["sub"]])
 def test_doctor_refuses_a_root_that_is_a_file_as_ls_does(tmp_path, below):
     (tmp_path / "file").write_text("")
