@@ -12,11 +12,10 @@ transaction where the deployment has them (a replica set or a sharded cluster).
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 from ._backend import Backend, KeyRecord, StoreRecord
 from ._documents import STORE_KEY
@@ -25,7 +24,7 @@ from ._mongodb_connection import (
     DEFAULT_DATABASE,
     URI_ENV_VAR,
     Connection,
-    converted_error,
+    converting_errors,
 )
 from ._mongodb_documents import (
     NOT_STORE_DOC,
@@ -42,6 +41,7 @@ from ._mongodb_documents import (
     to_bson_date,
     to_bson_value,
     to_dataset_id,
+    too_large_to_compare,
     value_text,
 )
 from .errors import (
@@ -54,27 +54,6 @@ from .errors import (
 __all__ = ["DATABASE_ENV_VAR", "DEFAULT_DATABASE", "URI_ENV_VAR", "MongoBackend"]
 
 logger = logging.getLogger(__name__)
-
-_P = ParamSpec("_P")
-_T = TypeVar("_T")
-
-
-def _converting_errors(method: Callable[_P, _T]) -> Callable[_P, _T]:
-    """Turn pymongo's errors raised by ``method`` into localstore errors."""
-
-    @functools.wraps(method)
-    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _T:
-        from bson.errors import InvalidDocument
-        from pymongo.errors import PyMongoError
-
-        backend = args[0]
-        assert isinstance(backend, MongoBackend)
-        try:
-            return method(*args, **kwargs)
-        except (InvalidDocument, PyMongoError) as exc:
-            raise converted_error(exc, backend.location, backend.timeout) from exc
-
-    return wrapper
 
 
 class MongoBackend(Backend):
@@ -123,7 +102,7 @@ class MongoBackend(Backend):
 
     # Keys of one store -----------------------------------------------------------
 
-    @_converting_errors
+    @converting_errors
     def get_key(
         self, context: str | None, store: str, key: str, now: int
     ) -> KeyRecord | None:
@@ -132,13 +111,13 @@ class MongoBackend(Backend):
         doc = self._connection.collection().find_one(where)
         return None if doc is None else key_record(doc, self.location)
 
-    @_converting_errors
+    @converting_errors
     def has_key(self, context: str | None, store: str, key: str, now: int) -> bool:
         """Tell whether the key is live."""
         where = {**store_filter(context, store, key), **live(now)}
         return self._connection.collection().find_one(where, {"_id": 1}) is not None
 
-    @_converting_errors
+    @converting_errors
     def set_key(
         self,
         context: str | None,
@@ -176,7 +155,7 @@ class MongoBackend(Backend):
             self.location,
         )
 
-    @_converting_errors
+    @converting_errors
     def set_keys(
         self,
         context: str | None,
@@ -205,7 +184,7 @@ class MongoBackend(Backend):
             self.location,
         )
 
-    @_converting_errors
+    @converting_errors
     def compare_and_set_key(
         self,
         context: str | None,
@@ -224,6 +203,7 @@ class MongoBackend(Backend):
         and compared again.
         """
         from pymongo import ReturnDocument
+        from pymongo.errors import DocumentTooLarge
 
         collection = self._connection.collection()
         where = {**store_filter(context, store, key), **live(now)}
@@ -242,9 +222,12 @@ class MongoBackend(Backend):
                     ]
                 },
             }
-            doc = collection.find_one_and_update(
-                {**where, **unchanged}, update, return_document=ReturnDocument.AFTER
-            )
+            try:
+                doc = collection.find_one_and_update(
+                    {**where, **unchanged}, update, return_document=ReturnDocument.AFTER
+                )
+            except DocumentTooLarge as exc:
+                raise too_large_to_compare(current, update, store, key) from exc
             if doc is not None:
                 return key_record(doc, self.location)
         raise LockTimeoutError(
@@ -252,7 +235,7 @@ class MongoBackend(Backend):
             self.location,
         )
 
-    @_converting_errors
+    @converting_errors
     def update_key(
         self,
         context: str | None,
@@ -281,7 +264,7 @@ class MongoBackend(Backend):
         )
         return None if doc is None else key_record(doc, self.location)
 
-    @_converting_errors
+    @converting_errors
     def delete_key(self, context: str | None, store: str, key: str, now: int) -> bool:
         """Delete a key (an expired one too); return whether it was live."""
         doc = self._connection.collection().find_one_and_delete(
@@ -289,17 +272,18 @@ class MongoBackend(Backend):
         )
         return doc is not None and is_live(doc, now)
 
-    @_converting_errors
+    @converting_errors
     def list_items(
         self, context: str | None, store: str, now: int, prefix: str | None
     ) -> list[tuple[str, str]]:
         """Return the live ``(key, value)`` pairs by key, optionally by prefix."""
         where = {**store_filter(context, store), "key": key_range(prefix), **live(now)}
         collection = self._connection.collection()
-        cursor = collection.find(where, {"key": 1, "value": 1}).sort("key", 1)
+        fields = {"key": 1, "value": 1, "store_name": 1}  # store_name for a message
+        cursor = collection.find(where, fields).sort("key", 1)
         return [(doc["key"], value_text(doc, self.location)) for doc in cursor]
 
-    @_converting_errors
+    @converting_errors
     def list_keys(self, context: str | None, store: str, now: int) -> list[str]:
         """Return the live keys, sorted."""
         where = {**store_filter(context, store), "key": NOT_STORE_DOC, **live(now)}
@@ -307,7 +291,7 @@ class MongoBackend(Backend):
         cursor = collection.find(where, {"key": 1, "_id": 0}).sort("key", 1)
         return [doc["key"] for doc in cursor]
 
-    @_converting_errors
+    @converting_errors
     def count_keys(self, context: str | None, store: str, now: int) -> int:
         """Return the number of live keys."""
         where = {**store_filter(context, store), "key": NOT_STORE_DOC, **live(now)}
@@ -315,7 +299,7 @@ class MongoBackend(Backend):
 
     # Stores ----------------------------------------------------------------------
 
-    @_converting_errors
+    @converting_errors
     def create_store(
         self,
         context: str | None,
@@ -344,7 +328,7 @@ class MongoBackend(Backend):
             ) from exc
         return store_record(doc, self.location)
 
-    @_converting_errors
+    @converting_errors
     def get_store(
         self, context: str | None, store: str, now: int
     ) -> StoreRecord | None:
@@ -356,22 +340,40 @@ class MongoBackend(Backend):
         if doc is not None:
             return store_record(doc, self.location)
         where = {**store_filter(context, store), "key": NOT_STORE_DOC, **live(now)}
-        oldest = collection.find_one(where, {"created_at": 1}, sort=[("created_at", 1)])
+        named = {"created_at": 1, "key": 1, "store_name": 1}  # for a message
+        oldest = collection.find_one(where, named, sort=[("created_at", 1)])
         if oldest is None:
             return None
         created_at = date_micros(oldest, "created_at", self.location)
         return StoreRecord(None, created_at, None, "persist", has_document=False)
 
-    @_converting_errors
+    @converting_errors
     def delete_store(
         self, context: str | None, store: str, now: int
     ) -> StoreRecord | None:
-        """Delete every document of the store; return what existed."""
-        existing = self.get_store(context, store, now)
+        """Delete every document of the store; return what existed.
+
+        A store whose document cannot be read is deleted too, as on SQLite
+        (deleting is how damage is cleared); a blank record stands for it.
+        """
+        damage = None
+        try:
+            existing = self.get_store(context, store, now)
+        except CorruptStoreError as exc:
+            damage = exc
+            existing = StoreRecord(None, now, None, "persist", has_document=False)
         self._connection.collection().delete_many(store_filter(context, store))
+        if damage is not None:
+            logger.warning("deleted a store with a damaged document: %s", damage)
         return existing
 
-    @_converting_errors
+    @converting_errors
+    def has_store(self, context: str | None, store: str, now: int) -> bool:
+        """Tell whether a store has a live document, without reading it."""
+        where = {**store_filter(context, store), **live(now)}
+        return self._connection.collection().find_one(where, {"_id": 1}) is not None
+
+    @converting_errors
     def clear_cache(self, context: str | None, store: str | None, now: int) -> int:
         """Delete evict-policy and TTL keys, and evict-policy store documents."""
         where: dict[str, Any] = {
@@ -382,14 +384,14 @@ class MongoBackend(Backend):
             where["store_name"] = store
         return self._connection.collection().delete_many(where).deleted_count
 
-    @_converting_errors
+    @converting_errors
     def list_stores(self, context: str | None, now: int) -> list[str]:
         """Return the names of the stores with a live document in ``context``."""
         where = {"dataset_id": to_dataset_id(context), **live(now)}
         names = self._connection.collection().distinct("store_name", where)
         return sorted(name for name in names if isinstance(name, str))
 
-    @_converting_errors
+    @converting_errors
     def list_contexts(self) -> list[str | None]:
         """Return every context with a document in the collection."""
         from bson import ObjectId
@@ -402,7 +404,7 @@ class MongoBackend(Backend):
         )
         return [None, *contexts] if None in ids else list(contexts)
 
-    @_converting_errors
+    @converting_errors
     def sweep(self, now: int) -> dict[tuple[str | None, str], int]:
         """Delete expired documents now, rather than at the TTL monitor's next pass."""
         collection = self._connection.collection()
@@ -430,7 +432,7 @@ class MongoBackend(Backend):
 
     # Whole stores ----------------------------------------------------------------
 
-    @_converting_errors
+    @converting_errors
     def dump_store(
         self, context: str | None, store: str, now: int
     ) -> tuple[StoreRecord | None, list[KeyRecord]]:
@@ -444,7 +446,7 @@ class MongoBackend(Backend):
                 keys.append(key_record(doc, self.location))
         return document, keys
 
-    @_converting_errors
+    @converting_errors
     def load_store(
         self,
         context: str | None,
@@ -482,7 +484,7 @@ class MongoBackend(Backend):
         skipped = self._connection.write_many(operations)
         return len(keys) - sum(1 for index in skipped if index < len(keys))
 
-    @_converting_errors
+    @converting_errors
     def change_marker(self, context: str | None, store: str) -> object:
         """Return the count, sizes and newest ``updated_at`` of the store's documents.
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import atexit
 import errno
+import functools
 import logging
 import os
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from .errors import (
     InvalidArgumentError,
@@ -32,6 +34,7 @@ __all__ = [
     "URI_ENV_VAR",
     "Connection",
     "converted_error",
+    "converting_errors",
 ]
 
 logger = logging.getLogger(__name__)
@@ -219,6 +222,31 @@ class Connection:
                 raise
             return [error["index"] for error in errors]
         return []
+
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def converting_errors(method: Callable[_P, _T]) -> Callable[_P, _T]:
+    """Turn pymongo's errors raised by a backend's ``method`` into localstore errors.
+
+    The backend, the method's first argument, names its ``location`` and
+    ``timeout`` for the message.
+    """
+
+    @functools.wraps(method)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        from bson.errors import InvalidDocument
+        from pymongo.errors import PyMongoError
+
+        try:
+            return method(*args, **kwargs)
+        except (InvalidDocument, PyMongoError) as exc:
+            backend: Any = args[0]
+            raise converted_error(exc, backend.location, backend.timeout) from exc
+
+    return wrapper
 
 
 def converted_error(exc: Exception, where: str, timeout: float) -> LocalStoreError:

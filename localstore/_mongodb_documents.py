@@ -37,6 +37,7 @@ __all__ = [
     "to_bson_date",
     "to_bson_value",
     "to_dataset_id",
+    "too_large_to_compare",
     "value_text",
 ]
 
@@ -182,6 +183,25 @@ def store_fields(record: StoreRecord) -> dict[str, Any]:
         "expires_at": None,
         "policy": record.policy,
     }
+
+
+def too_large_to_compare(
+    current: dict[str, Any], update: list[dict[str, Any]], store: str, key: str
+) -> InvalidValueError:
+    """Return the error for a compare-and-set whose two values overflow a command.
+
+    The write's filter holds the value read and its update the new one, and
+    MongoDB takes both in one command of at most 16 MiB.
+    """
+    import bson
+
+    expected = bson.encode({"value": current.get("value")})
+    new = bson.encode({"value": update[0]["$set"]["value"]["$literal"]})
+    return InvalidValueError(
+        f"compare_and_set_key on key {key!r} of store {store!r}: the expected value "
+        f"and the new one take {len(expected) + len(new)} bytes as BSON together; "
+        "MongoDB gets both in one command, so together they must fit in 16 MiB"
+    )
 
 
 # Documents to records ----------------------------------------------------------

@@ -9,6 +9,7 @@ the target that the source lacks are left alone.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -25,6 +26,7 @@ from .errors import (
     InvalidArgumentError,
     InvalidValueError,
     LockTimeoutError,
+    StoreIOError,
 )
 
 __all__ = ["Progress", "copy_store", "pull", "push"]
@@ -74,8 +76,17 @@ def push(
         value MongoDB cannot hold) is left out with a warning on the
         ``localstore`` logger, and the others are copied.
     :raises InvalidArgumentError: for a bad URI, database or name.
+    :raises StoreIOError: an :class:`OSError` with ``errno.ENOENT``, when the root
+        of a SQLite or JSON backend does not exist (a mistyped path would
+        otherwise push nothing and succeed). A memory root needs no directory.
     """
     _check_local(backend)
+    if backend in ("sqlite", "json"):
+        path, _ = resolve_root(root)
+        if not os.path.exists(path):
+            raise StoreIOError(
+                errno.ENOENT, f"the root {path} does not exist; nothing was pushed"
+            )
     names = _local_collections(root, backend, collections)
     return _transfer(
         lambda name: open_backend(backend, root, name, timeout=timeout),

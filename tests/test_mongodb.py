@@ -484,7 +484,38 @@ def test_push_to_a_bad_uri_raises_and_writes_nothing(tmp_path):
         push("localhost:27017", root=tmp_path)
 
 
+def test_push_from_a_root_that_does_not_exist_raises_naming_it(tmp_path):
+    missing = tmp_path / "no-such-root"
+
+    with pytest.raises(StoreIOError, match="no-such-root does not exist"):
+        push(MONGODB_URI, root=missing, collections=["execution_store"])
+
+    assert not missing.exists()
+
+
+def test_pull_into_a_root_that_does_not_exist_yet_makes_it(tmp_path, root):
+    ExecutionStoreService(root=root, backend="mongodb").set_key("s", "k", 1)
+    target = tmp_path / "new" / "root"
+
+    pull(MONGODB_URI, root=target)
+
+    assert ExecutionStoreService(root=target).get_value("s", "k") == 1
+
+
 # Command line -----------------------------------------------------------------------
+
+
+def test_cli_push_from_a_root_that_does_not_exist_exits_1_naming_it(tmp_path, capsys):
+    from localstore._cli import main
+
+    missing = tmp_path / "typo"
+
+    status = main(["--root", str(missing), "push", "--to", MONGODB_URI])
+
+    out, err = capsys.readouterr()
+    assert status == 1
+    assert out == ""
+    assert f"the root {missing} does not exist" in err
 
 
 def test_cli_push_then_pull_reports_progress_and_a_summary(tmp_path, capsys):
