@@ -16,7 +16,11 @@ from ._backend import KeyRecord, StoreRecord
 from ._backends import BACKENDS, open_backend
 from ._export import document_fields
 from ._paths import GLOBAL_CONTEXT_DIR, decode_name
-from ._sqlite_files import sqlite_uri
+from ._sqlite_files import (
+    is_readable_as_it_stands,
+    read_as_it_stands_uri,
+    sqlite_uri,
+)
 from ._sqlite_sql import APPLICATION_ID, SCHEMA_VERSION
 from .errors import LocalStoreError
 
@@ -129,22 +133,36 @@ def _check_temporary(path: str) -> str | None:
 
 
 def _check_sqlite(path: str) -> str | None:
-    """Run SQLite's integrity check and check the marks of a localstore file."""
+    """Run SQLite's integrity check and check the marks of a localstore file.
+
+    A file whose -shm file cannot be made (a read-only directory, a full disk)
+    is read as it stands, as the API reads it.
+    """
     try:
-        conn = sqlite3.connect(sqlite_uri(path, "ro"), uri=True, timeout=5.0)
         try:
-            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if app_id != APPLICATION_ID or not 1 <= version <= SCHEMA_VERSION:
-                return (
-                    f"not a store file of this localstore (application id "
-                    f"{app_id:#x}, schema version {version})"
-                )
-            result = [row[0] for row in conn.execute("PRAGMA integrity_check")]
-        finally:
-            conn.close()
+            return _check_sqlite_connection(sqlite_uri(path, "ro"))
+        except sqlite3.OperationalError as exc:
+            if not is_readable_as_it_stands(path, exc):
+                raise
+            return _check_sqlite_connection(read_as_it_stands_uri(path))
     except sqlite3.Error as exc:
         return f"cannot be read as SQLite: {exc}"
+
+
+def _check_sqlite_connection(uri: str) -> str | None:
+    """Check a SQLite file through ``uri``; sqlite3 errors are the caller's."""
+    conn = sqlite3.connect(uri, uri=True, timeout=5.0)
+    try:
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if app_id != APPLICATION_ID or not 1 <= version <= SCHEMA_VERSION:
+            return (
+                f"not a store file of this localstore (application id "
+                f"{app_id:#x}, schema version {version})"
+            )
+        result = [row[0] for row in conn.execute("PRAGMA integrity_check")]
+    finally:
+        conn.close()
     if result != ["ok"]:
         return f"SQLite integrity check failed: {'; '.join(result[:3])}"
     return None

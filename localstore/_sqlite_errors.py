@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sqlite3
 
 from ._layout import os_error
@@ -38,18 +39,42 @@ def is_shm_error(exc: sqlite3.Error) -> bool:
     return code in _SHM_ERRORS
 
 
-def raise_converted(exc: BaseException, path: str) -> None:
+def raise_converted(
+    exc: BaseException, path: str, read_only_cause: sqlite3.Error | None = None
+) -> None:
     """Raise the localstore error, naming ``path``, for a sqlite3 or OS error.
 
+    ``read_only_cause`` is the error that made the store file open read-only
+    (see :func:`localstore._sqlite_files.open_store_file`), if it did.
     Returns for any other exception, and for a localstore error, which the
     caller re-raises as it is.
     """
     if isinstance(exc, LocalStoreError):
         return
     if isinstance(exc, sqlite3.Error):
+        if read_only_cause is not None and _primary_code(exc) == _READONLY:
+            raise _read_only_error(read_only_cause, exc, path) from exc
         raise _convert_sqlite_error(exc, path) from exc
     if isinstance(exc, OSError):
         raise os_error(exc, path) from exc
+
+
+def _read_only_error(
+    cause: sqlite3.Error, exc: sqlite3.Error, path: str
+) -> LocalStoreError:
+    """Choose the error for a write refused because the file was opened read-only.
+
+    A file is opened read-only when its -shm file cannot be made: an I/O error
+    there means a full disk (SQLite could not grow the -shm file); any other
+    error, a directory that may not be written, which SQLite's error says.
+    """
+    if _primary_code(cause) == _IOERR:
+        return StoreIOError(
+            errno.ENOSPC,
+            f"no space left writing {path}: the disk is full, so SQLite "
+            f"could not make its -shm file ({cause})",
+        )
+    return _convert_sqlite_error(exc, path)
 
 
 def _convert_sqlite_error(exc: sqlite3.Error, path: str) -> LocalStoreError:

@@ -31,7 +31,9 @@ from .errors import CorruptStoreError, LockTimeoutError
 __all__ = [
     "SUFFIX",
     "create_store_file",
+    "is_readable_as_it_stands",
     "open_store_file",
+    "read_as_it_stands_uri",
     "read_store_info",
     "sqlite_uri",
 ]
@@ -41,11 +43,12 @@ SUFFIX = ".sqlite"
 
 def open_store_file(
     path: str, stat: os.stat_result, context: str | None, store: str, timeout: float
-) -> tuple[sqlite3.Connection, bool]:
+) -> tuple[sqlite3.Connection, sqlite3.OperationalError | None]:
     """Open an existing store file, check that it is this store's, upgrade it.
 
-    Returns the connection and whether it only reads the file as it stands
-    (see :func:`_is_readable_as_it_stands`).
+    Returns the connection and, if it only reads the file as it stands (see
+    :func:`is_readable_as_it_stands`), the error that kept the file from being
+    opened for writing; the caller converts a write's error with it.
 
     :raises CorruptStoreError: for a symbolic link, a directory or another
         file that is not a regular file in the store file's place (``stat`` is
@@ -53,25 +56,26 @@ def open_store_file(
     """
     _refuse_links(path, stat)
     refuse_non_file(path, stat.st_mode)
-    conn, read_only = _connect(sqlite_uri(path, "rw"), timeout), False
+    conn = _connect(sqlite_uri(path, "rw"), timeout)
+    cause = None
     try:
         try:
             conn.execute("PRAGMA synchronous = NORMAL")
             version = _check_store_file(conn, path, context, store)
         except sqlite3.OperationalError as exc:
-            if not _is_readable_as_it_stands(path, exc):
+            if not is_readable_as_it_stands(path, exc):
                 raise
             conn.close()
-            conn = _connect(sqlite_uri(path, "ro") + "&immutable=1", timeout)
-            read_only = True
+            conn, cause = _connect(read_as_it_stands_uri(path), timeout), exc
             version = _check_store_file(conn, path, context, store)
-        if version < SCHEMA_VERSION and not read_only:
+        if version < SCHEMA_VERSION and cause is None:
             _upgrade(conn, path)
     except BaseException:
         conn.close()
         raise
-    _log.debug(__name__, "opened store file %s%s", path, " (read-only)" * read_only)
-    return conn, read_only
+    read_only = " (read-only)" if cause is not None else ""
+    _log.debug(__name__, "opened store file %s%s", path, read_only)
+    return conn, cause
 
 
 def create_store_file(
@@ -212,7 +216,7 @@ def _initialize(path: str, context: str | None, store: str) -> None:
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
-def _is_readable_as_it_stands(path: str, exc: sqlite3.OperationalError) -> bool:
+def is_readable_as_it_stands(path: str, exc: sqlite3.OperationalError) -> bool:
     """Tell whether a file that failed to open may be read without its -shm file.
 
     A reader of a WAL file needs a -shm file, which cannot be made in a
@@ -226,6 +230,11 @@ def _is_readable_as_it_stands(path: str, exc: sqlite3.OperationalError) -> bool:
         return os.path.getsize(path + "-wal") == 0
     except FileNotFoundError:
         return True
+
+
+def read_as_it_stands_uri(path: str) -> str:
+    """Return the URI that reads a store file without its -shm file."""
+    return sqlite_uri(path, "ro") + "&immutable=1"
 
 
 def _refuse_links(path: str, stat: os.stat_result) -> None:

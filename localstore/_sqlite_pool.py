@@ -66,6 +66,7 @@ class _Handle:
         "identity",
         "lock",
         "pooled",
+        "read_only_cause",
         "timeout",
         "writes",
     )
@@ -79,6 +80,8 @@ class _Handle:
         self.lock = allocate_lock()
         self.closed = False
         self.pooled = True
+        # Why the file was opened read-only, if it was: a write's error says so.
+        self.read_only_cause: sqlite3.OperationalError | None = None
         self.timeout = -1.0
         self.checked_at = monotonic()  # when the path last named this file
         self.writes = 0  # counts writes, to purge expired keys every so many
@@ -202,14 +205,15 @@ class Connection:
         traceback: TracebackType | None,
     ) -> None:
         handle, self.handle = self.handle, None
+        cause = None if handle is None else handle.read_only_cause
         try:
             if handle is not None:
                 _give_back(handle, self.path, self.writes and exc is None)
         except BaseException as error:  # closing the connection failed
-            raise_converted(error, self.path)
+            raise_converted(error, self.path, cause)
             raise
         if exc is not None:
-            raise_converted(exc, self.path)
+            raise_converted(exc, self.path, cause)
 
 
 class StoreFiles:
@@ -264,8 +268,8 @@ class StoreFiles:
         path = self.layout.paths.get((context, store))
         if path is None:
             path = self.layout.store_path(context, store)
+        handle = _pool.handles.get(path)
         try:
-            handle = _pool.handles.get(path)
             if (
                 handle is None
                 or handle.checked_at < self.opened_at
@@ -297,7 +301,8 @@ class StoreFiles:
                 finally:
                     handle.lock.release()
         except BaseException as exc:
-            raise_converted(exc, path)
+            cause = None if handle is None else handle.read_only_cause
+            raise_converted(exc, path, cause)
             raise
         return result
 
@@ -376,10 +381,11 @@ class StoreFiles:
         if replaced is not None:
             _close(replaced)
 
-        conn, read_only = open_store_file(path, stat, context, store, self.timeout)
+        conn, cause = open_store_file(path, stat, context, store, self.timeout)
         handle = _Handle(conn, identity)
         handle.timeout = self.timeout  # connect() set SQLite's busy timeout
-        if read_only:
+        if cause is not None:
+            handle.read_only_cause = cause
             handle.pooled = False  # read afresh each call: the owner may write
             return handle
         with pool.lock:

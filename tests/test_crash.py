@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import hashlib
 import os
 import random
@@ -24,6 +25,7 @@ import pytest
 from filelock import FileLock
 
 from localstore import ExecutionStoreService, LockTimeoutError
+from localstore._doctor import examine_root
 
 from .conftest import FORK, Start
 
@@ -218,6 +220,122 @@ def test_write_past_the_file_size_limit_raises_oserror_and_keeps_earlier_keys(
 
     assert child.exitcode == 0
     assert_failed_cleanly(result)
+
+
+def fill_the_disk(directory: str) -> None:
+    """Write a file into ``directory`` until its filesystem has no space left."""
+    fd = os.open(os.path.join(directory, "filler"), os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+    finally:
+        os.close(fd)
+
+
+def wreck_a_page(path: str) -> None:
+    """Overwrite a page in the middle of a SQLite file (the header stays whole)."""
+    with open(path, "r+b") as file:
+        file.seek(4096 * 3)
+        file.write(b"\xff" * 200)
+
+
+def write_to_a_store_on_a_full_disk(disk: str, out: Any) -> None:
+    """Fill the disk below a closed store, then write to it from a new service."""
+    try:
+        mount_small_tmpfs(disk, "384k")
+    except OSError as exc:
+        out.put({"skip": f"cannot make a small disk here: {exc}"})
+        return
+    root = os.path.join(disk, "root")
+    with ExecutionStoreService(root=root) as service:
+        service.set_key("kept", "key", "value")
+    fill_the_disk(disk)
+
+    service = ExecutionStoreService(root=root)
+    writes = {
+        "set_key": lambda: service.set_key("kept", "other", 1),
+        "delete_key": lambda: service.delete_key("kept", "key"),
+        "set_keys": lambda: service.set_keys("kept", {"a": 1}),
+        "sweep": service.sweep,
+    }
+    failures = {}
+    for name, write in writes.items():
+        try:
+            write()
+            failures[name] = "succeeded"
+        except Exception as exc:
+            failures[name] = (type(exc).__name__, getattr(exc, "errno", None), str(exc))
+    out.put(
+        {
+            "failures": failures,
+            "path": service.repo.store_path(None, "kept"),
+            "readable": service.get_value("kept", "key") == "value",
+        }
+    )
+
+
+@pytest.mark.timeout(60)
+def test_write_to_a_store_first_opened_on_a_full_disk_raises_enospc(
+    tmp_path: Path, start: Start
+) -> None:
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    out = FORK.Queue()
+
+    child = start(write_to_a_store_on_a_full_disk, str(disk), out)
+    result = out.get(timeout=50)
+    child.join(10)
+
+    if "skip" in result:
+        pytest.skip(result["skip"])
+    assert child.exitcode == 0
+    assert result["readable"]
+    for kind, number, message in result["failures"].values():
+        assert (kind, number) == ("StoreIOError", errno.ENOSPC), message
+        assert "disk is full" in message
+        assert result["path"] in message
+
+
+def check_a_full_disk(disk: str, out: Any) -> None:
+    """Make a healthy and a damaged store, fill the disk, run doctor's checks."""
+    try:
+        mount_small_tmpfs(disk, "384k")
+    except OSError as exc:
+        out.put({"skip": f"cannot make a small disk here: {exc}"})
+        return
+    root = os.path.join(disk, "root")
+    with ExecutionStoreService(root=root) as service:
+        service.set_key("healthy", "key", "value")
+        service.set_keys("damaged", {f"k{i}": "x" * 500 for i in range(50)})
+        damaged = service.repo.store_path(None, "damaged")
+    wreck_a_page(damaged)
+    fill_the_disk(disk)
+
+    checked, problems = examine_root(root)
+    out.put({"checked": checked, "problems": problems, "damaged": damaged})
+
+
+@pytest.mark.timeout(60)
+def test_doctor_on_a_full_disk_reports_only_the_damaged_store(
+    tmp_path: Path, start: Start
+) -> None:
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    out = FORK.Queue()
+
+    child = start(check_a_full_disk, str(disk), out)
+    result = out.get(timeout=50)
+    child.join(10)
+
+    if "skip" in result:
+        pytest.skip(result["skip"])
+    assert child.exitcode == 0
+    assert result["checked"] == 2
+    assert [path for path, _ in result["problems"]] == [result["damaged"]]
+    assert "disk I/O error" not in result["problems"][0][1]
 
 
 # Lock holders ---------------------------------------------------------------------

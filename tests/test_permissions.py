@@ -23,6 +23,7 @@ from localstore import (
     LocalStoreError,
     StorePermissionError,
 )
+from localstore._doctor import examine_root
 
 from .conftest import FORK, Start
 
@@ -135,6 +136,39 @@ def test_read_only_root_reads_work_and_writes_raise_permission_error_at_once(
     assert not_refused == {}
     assert result["same"]
     assert issubclass(StorePermissionError, PermissionError)
+
+
+def check_read_only_root(root: str, out: Any) -> None:
+    become_unprivileged()
+    with ExecutionStoreService(root=root) as service:
+        service.set_key("healthy", "key", "value")
+        service.set_keys("damaged", {f"k{i}": "x" * 500 for i in range(50)})
+        damaged = service.repo.store_path(None, "damaged")
+    with open(damaged, "r+b") as file:  # wreck a page; the header stays whole
+        file.seek(4096 * 3)
+        file.write(b"\xff" * 200)
+    for path, _, _ in os.walk(root):
+        os.chmod(path, 0o500)
+
+    checked, problems = examine_root(root)
+    out.put({"checked": checked, "problems": problems, "damaged": damaged})
+
+
+@pytest.mark.timeout(60)
+def test_doctor_on_a_read_only_root_reports_only_the_damaged_store(
+    shared_dir: Path, start: Start
+) -> None:
+    warm_up(shared_dir / "warm", "sqlite")
+    out = FORK.Queue()
+
+    child = start(check_read_only_root, str(shared_dir / "root"), out)
+    result = out.get(timeout=50)
+    child.join(10)
+
+    assert child.exitcode == 0
+    assert result["checked"] == 2
+    assert [path for path, _ in result["problems"]] == [result["damaged"]]
+    assert "readonly" not in result["problems"][0][1]
 
 
 # Modes and the umask ---------------------------------------------------------------
