@@ -121,17 +121,32 @@ def create_store_file(
 
 
 def read_store_info(path: str, timeout: float) -> tuple[str, str | None] | None:
-    """Read the store name and dataset id recorded inside a store file."""
+    """Read the store name and dataset id recorded inside a store file.
+
+    On a read-only root or a full disk the file is read as it stands, as the
+    API reads it (see :func:`is_readable_as_it_stands`).
+    """
     try:
-        conn = sqlite3.connect(sqlite_uri(path, "ro"), uri=True, timeout=timeout)
         try:
-            row = conn.execute(SELECT_STORE_INFO).fetchone()
-        finally:
-            conn.close()
+            row = _select_store_info(sqlite_uri(path, "ro"), timeout)
+        except sqlite3.OperationalError as exc:
+            if not is_readable_as_it_stands(path, exc):
+                raise
+            row = _select_store_info(read_as_it_stands_uri(path), timeout)
     except sqlite3.Error:
         _log.warning(__name__, "skipping %s: not a readable store file", path)
         return None
     return None if row is None else (str(row[0]), row[1])
+
+
+def _select_store_info(uri: str, timeout: float) -> tuple[str, str | None] | None:
+    """Return the store_info row of the file at ``uri`` (``None`` if it has none)."""
+    conn = sqlite3.connect(uri, uri=True, timeout=timeout)
+    try:
+        row: tuple[str, str | None] | None = conn.execute(SELECT_STORE_INFO).fetchone()
+    finally:
+        conn.close()
+    return row
 
 
 def _connect(uri: str, timeout: float) -> sqlite3.Connection:

@@ -28,6 +28,7 @@ from localstore._doctor import examine_root
 from .conftest import FORK, Start
 
 NOBODY = 65534
+LONG_NAME = "long-" + "x" * 200  # over the file name's limit: kept under a hash
 
 
 @pytest.fixture
@@ -75,6 +76,7 @@ def use_read_only_root(root: str, backend: str, out: Any) -> None:
     service.create_store("kept", metadata={"a": 1})
     service.set_key("kept", "key", "value")
     service.set_key("kept", "other", [1, 2])
+    service.set_key(LONG_NAME, "key", 1)  # its name is read from inside its file
     service.close()
     for path, _, names in os.walk(root):
         for name in names:
@@ -87,7 +89,8 @@ def use_read_only_root(root: str, backend: str, out: Any) -> None:
         "get_value": service.get_value("kept", "key") == "value",
         "list_keys": service.list_keys("kept") == ["key", "other"],
         "count_keys": service.count_keys("kept") == 2,
-        "list_stores": service.list_stores() == ["kept"],
+        "list_stores": service.list_stores() == ["kept", LONG_NAME],
+        "long_name": service.get_value(LONG_NAME, "key") == 1,
         "get_store": getattr(service.get_store("kept"), "metadata", None) == {"a": 1},
         "missing": service.get_value("absent", "key") is None,
     }
