@@ -139,6 +139,8 @@ def run_doctor(args: argparse.Namespace) -> int:
     # A root that is a file (or lies under one) holds no stores, but is no healthy
     # root either: refuse it as every other command does.
     list_directory(root)
+    if not os.path.exists(root):  # a mistyped --root is no healthy root
+        raise CommandError(f"no root at {root}: nothing to check")
     checked, problems = examine_root(root)
 
     if args.json:

@@ -364,7 +364,7 @@ class MongoBackend(Backend):
             existing = StoreRecord(None, now, None, "persist", has_document=False)
         self._connection.collection().delete_many(store_filter(context, store))
         if damage is not None:
-            logger.warning("deleted a store with a damaged document: %s", damage)
+            logger.warning("deleted a damaged store: %s", damage)
         return existing
 
     @converting_errors

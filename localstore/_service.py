@@ -193,7 +193,7 @@ class ExecutionStoreService:
             # document could not be read back, so a blank one stands for it.
             from ._documents import StoreDocument
 
-            _log.warning(__name__, "deleted a store with a damaged document: %s", exc)
+            _log.warning(__name__, "deleted a damaged store: %s", exc)
             return StoreDocument(store_name=store, dataset_id=self._context)
 
     # Keys ----------------------------------------------------------------------------

@@ -87,8 +87,10 @@ class _Handle:
         self.writes = 0  # counts writes, to purge expired keys every so many
 
 
-#: How long a fork waits for the calls under way to finish (see _hold_for_fork).
-FORK_WAIT_SECONDS = 10.0
+#: How long a fork waits for the calls under way to finish (see _hold_for_fork):
+#: a write takes far less, but a call waiting for another process's lock holds
+#: its handle all the while, and a fork should not wait on that.
+FORK_WAIT_SECONDS = 1.0
 
 
 class _Pool:

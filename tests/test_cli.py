@@ -685,6 +685,17 @@ def test_doctor_passes_on_a_healthy_root(root, open_service):
     assert report == {"root": str(root), "checked": 2, "problems": []}
 
 
+def test_doctor_on_a_root_that_does_not_exist_exits_1(tmp_path):
+    result = run(tmp_path / "mistyped", "doctor")
+
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"localstore: no root at {tmp_path / 'mistyped'}: nothing to check\n"
+    )
+    assert not (tmp_path / "mistyped").exists()
+
+
 @pytest.mark.parametrize("backend", ["memory", "mongodb"])
 def test_doctor_refuses_a_backend_without_files(root, backend):
     result = run(root, "--backend", backend, "doctor")

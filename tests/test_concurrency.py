@@ -25,7 +25,7 @@ import pytest
 
 from localstore import ExecutionStoreService, StoreExistsError, _sqlite_pool
 
-from .conftest import FORK, Start
+from .conftest import FORK, Start, hold_write_lock
 
 
 def wait_all(processes: list[BaseProcess], timeout: float) -> list[int | None]:
@@ -437,3 +437,34 @@ def test_a_child_forked_while_a_thread_writes_can_write_the_same_store(
     # lock no thread of its own holds, and time out on every write.
     assert answers == ["written"] * 12
     assert len(service.list_keys("busy")) == 13
+
+
+def read_and_report(root: str, out: Any) -> None:
+    out.put(ExecutionStoreService(root=root).get_value("other", "k"))
+
+
+@pytest.mark.timeout(60)
+def test_a_fork_does_not_wait_long_for_a_thread_waiting_for_another_process(
+    root: Path, start: Start
+) -> None:
+    service = ExecutionStoreService(root=root, timeout=30)
+    service.set_key("busy", "k", 0)
+    service.set_key("other", "k", "readable")
+    hold = hold_write_lock(service, "busy", 6)
+    waiter = threading.Thread(target=service.set_key, args=("busy", "k", 1))
+    waiter.start()
+    time.sleep(0.3)  # the thread now waits for the other process's lock
+    out = FORK.Queue()
+
+    began = time.monotonic()
+    child = start(read_and_report, str(root), out)
+    forked_in = time.monotonic() - began
+
+    assert out.get(timeout=30) == "readable"
+    child.join(10)
+    hold.communicate()
+    waiter.join()
+    # The fork gives up waiting for the thread after a second (and a margin for a
+    # busy machine), not after the 6 s the other process holds the lock.
+    assert forked_in < 3
+    assert service.get_value("busy", "k") == 1

@@ -78,7 +78,7 @@ def test_delete_store_deletes_a_damaged_store_and_returns_a_blank_document(
 
     assert document.store_name == "bad"
     assert document.metadata == {}
-    assert "deleted a store with a damaged document" in caplog.text
+    assert "deleted a damaged store" in caplog.text
     assert raw.count_documents({"store_name": "bad"}) == 0
     assert service.list_stores() == ["good"]
 
