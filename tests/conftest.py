@@ -203,3 +203,19 @@ def hold_write_lock(
     assert holder.stdout is not None
     assert holder.stdout.readline() == "held\n"
     return holder
+
+
+def make_healthy_and_damaged_stores(root: str) -> str:
+    """Make store "healthy" and store "damaged" (a page wrecked); return its path.
+
+    The damaged file's header stays whole, so only a check of its pages (doctor's
+    ``integrity_check``) finds the damage.
+    """
+    with ExecutionStoreService(root=root) as service:
+        service.set_key("healthy", "key", "value")
+        service.set_keys("damaged", {f"k{i}": "x" * 500 for i in range(50)})
+        damaged = service.repo.store_path(None, "damaged")
+    with open(damaged, "r+b") as file:
+        file.seek(4096 * 3)
+        file.write(b"\xff" * 200)
+    return damaged

@@ -27,7 +27,7 @@ from filelock import FileLock
 from localstore import ExecutionStoreService, LockTimeoutError
 from localstore._doctor import examine_root
 
-from .conftest import FORK, Start
+from .conftest import FORK, Start, make_healthy_and_damaged_stores
 
 
 def whole_value(n: int) -> dict[str, Any]:
@@ -235,13 +235,6 @@ def fill_the_disk(directory: str) -> None:
         os.close(fd)
 
 
-def wreck_a_page(path: str) -> None:
-    """Overwrite a page in the middle of a SQLite file (the header stays whole)."""
-    with open(path, "r+b") as file:
-        file.seek(4096 * 3)
-        file.write(b"\xff" * 200)
-
-
 def write_to_a_store_on_a_full_disk(disk: str, out: Any) -> None:
     """Fill the disk below a closed store, then write to it from a new service."""
     try:
@@ -277,21 +270,30 @@ def write_to_a_store_on_a_full_disk(disk: str, out: Any) -> None:
     )
 
 
-@pytest.mark.timeout(60)
-def test_write_to_a_store_first_opened_on_a_full_disk_raises_enospc(
-    tmp_path: Path, start: Start
-) -> None:
+def run_on_a_small_disk(
+    tmp_path: Path, start: Start, target: Callable[[str, Any], None]
+) -> dict[str, Any]:
+    """Run ``target(disk, out)`` in a child and return what it put, or skip."""
     disk = tmp_path / "disk"
     disk.mkdir()
     out = FORK.Queue()
 
-    child = start(write_to_a_store_on_a_full_disk, str(disk), out)
-    result = out.get(timeout=50)
+    child = start(target, str(disk), out)
+    result: dict[str, Any] = out.get(timeout=50)
     child.join(10)
 
     if "skip" in result:
         pytest.skip(result["skip"])
     assert child.exitcode == 0
+    return result
+
+
+@pytest.mark.timeout(60)
+def test_write_to_a_store_first_opened_on_a_full_disk_raises_enospc(
+    tmp_path: Path, start: Start
+) -> None:
+    result = run_on_a_small_disk(tmp_path, start, write_to_a_store_on_a_full_disk)
+
     assert result["readable"]
     for kind, number, message in result["failures"].values():
         assert (kind, number) == ("StoreIOError", errno.ENOSPC), message
@@ -307,11 +309,7 @@ def check_a_full_disk(disk: str, out: Any) -> None:
         out.put({"skip": f"cannot make a small disk here: {exc}"})
         return
     root = os.path.join(disk, "root")
-    with ExecutionStoreService(root=root) as service:
-        service.set_key("healthy", "key", "value")
-        service.set_keys("damaged", {f"k{i}": "x" * 500 for i in range(50)})
-        damaged = service.repo.store_path(None, "damaged")
-    wreck_a_page(damaged)
+    damaged = make_healthy_and_damaged_stores(root)
     fill_the_disk(disk)
 
     checked, problems = examine_root(root)
@@ -322,17 +320,8 @@ def check_a_full_disk(disk: str, out: Any) -> None:
 def test_doctor_on_a_full_disk_reports_only_the_damaged_store(
     tmp_path: Path, start: Start
 ) -> None:
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    out = FORK.Queue()
+    result = run_on_a_small_disk(tmp_path, start, check_a_full_disk)
 
-    child = start(check_a_full_disk, str(disk), out)
-    result = out.get(timeout=50)
-    child.join(10)
-
-    if "skip" in result:
-        pytest.skip(result["skip"])
-    assert child.exitcode == 0
     assert result["checked"] == 2
     assert [path for path, _ in result["problems"]] == [result["damaged"]]
     assert "disk I/O error" not in result["problems"][0][1]

@@ -25,7 +25,7 @@ from localstore import (
 )
 from localstore._doctor import examine_root
 
-from .conftest import FORK, Start
+from .conftest import FORK, Start, make_healthy_and_damaged_stores
 
 NOBODY = 65534
 LONG_NAME = "long-" + "x" * 200  # over the file name's limit: kept under a hash
@@ -143,13 +143,7 @@ def test_read_only_root_reads_work_and_writes_raise_permission_error_at_once(
 
 def check_read_only_root(root: str, out: Any) -> None:
     become_unprivileged()
-    with ExecutionStoreService(root=root) as service:
-        service.set_key("healthy", "key", "value")
-        service.set_keys("damaged", {f"k{i}": "x" * 500 for i in range(50)})
-        damaged = service.repo.store_path(None, "damaged")
-    with open(damaged, "r+b") as file:  # wreck a page; the header stays whole
-        file.seek(4096 * 3)
-        file.write(b"\xff" * 200)
+    damaged = make_healthy_and_damaged_stores(root)
     for path, _, _ in os.walk(root):
         os.chmod(path, 0o500)
 
