@@ -237,11 +237,6 @@ def fill_the_disk(directory: str) -> None:
 
 def write_to_a_store_on_a_full_disk(disk: str, out: Any) -> None:
     """Fill the disk below a closed store, then write to it from a new service."""
-    try:
-        mount_small_tmpfs(disk, "384k")
-    except OSError as exc:
-        out.put({"skip": f"cannot make a small disk here: {exc}"})
-        return
     root = os.path.join(disk, "root")
     with ExecutionStoreService(root=root) as service:
         service.set_key("kept", "key", "value")
@@ -270,15 +265,28 @@ def write_to_a_store_on_a_full_disk(disk: str, out: Any) -> None:
     )
 
 
+def _on_a_small_disk(disk: str, target: Callable[[str, Any], None], out: Any) -> None:
+    try:
+        mount_small_tmpfs(disk, "384k")
+    except OSError as exc:
+        out.put({"skip": f"cannot make a small disk here: {exc}"})
+        return
+    target(disk, out)
+
+
 def run_on_a_small_disk(
     tmp_path: Path, start: Start, target: Callable[[str, Any], None]
 ) -> dict[str, Any]:
-    """Run ``target(disk, out)`` in a child and return what it put, or skip."""
+    """Run ``target(disk, out)`` in a child, on a disk of 384 KB mounted for it.
+
+    :returns: what the child put on ``out``; the test is skipped where no such
+        disk can be made.
+    """
     disk = tmp_path / "disk"
     disk.mkdir()
     out = FORK.Queue()
 
-    child = start(target, str(disk), out)
+    child = start(_on_a_small_disk, str(disk), target, out)
     result: dict[str, Any] = out.get(timeout=50)
     child.join(10)
 
@@ -303,11 +311,6 @@ def test_write_to_a_store_first_opened_on_a_full_disk_raises_enospc(
 
 def check_a_full_disk(disk: str, out: Any) -> None:
     """Make a healthy and a damaged store, fill the disk, run doctor's checks."""
-    try:
-        mount_small_tmpfs(disk, "384k")
-    except OSError as exc:
-        out.put({"skip": f"cannot make a small disk here: {exc}"})
-        return
     root = os.path.join(disk, "root")
     damaged = make_healthy_and_damaged_stores(root)
     fill_the_disk(disk)
