@@ -16,11 +16,7 @@ from ._backend import KeyRecord, StoreRecord
 from ._backends import BACKENDS, open_backend
 from ._export import document_fields
 from ._paths import GLOBAL_CONTEXT_DIR, decode_name
-from ._sqlite_files import (
-    is_readable_as_it_stands,
-    read_as_it_stands_uri,
-    sqlite_uri,
-)
+from ._sqlite_files import read_file
 from ._sqlite_sql import APPLICATION_ID, SCHEMA_VERSION
 from .errors import LocalStoreError
 
@@ -139,12 +135,7 @@ def _check_sqlite(path: str) -> str | None:
     is read as it stands, as the API reads it.
     """
     try:
-        try:
-            return _check_sqlite_connection(sqlite_uri(path, "ro"))
-        except sqlite3.OperationalError as exc:
-            if not is_readable_as_it_stands(path, exc):
-                raise
-            return _check_sqlite_connection(read_as_it_stands_uri(path))
+        return read_file(path, _check_sqlite_connection)
     except sqlite3.Error as exc:
         return f"cannot be read as SQLite: {exc}"
 

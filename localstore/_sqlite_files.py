@@ -28,12 +28,18 @@ from ._sqlite_sql import (
 )
 from .errors import CorruptStoreError, LockTimeoutError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import TypeVar
+
+    T = TypeVar("T")
+
 __all__ = [
     "SUFFIX",
     "create_store_file",
-    "is_readable_as_it_stands",
     "open_store_file",
-    "read_as_it_stands_uri",
+    "read_file",
     "read_store_info",
     "sqlite_uri",
 ]
@@ -47,7 +53,7 @@ def open_store_file(
     """Open an existing store file, check that it is this store's, upgrade it.
 
     Returns the connection and, if it only reads the file as it stands (see
-    :func:`is_readable_as_it_stands`), the error that kept the file from being
+    :func:`_is_readable_as_it_stands`), the error that kept the file from being
     opened for writing; the caller converts a write's error with it.
 
     :raises CorruptStoreError: for a symbolic link, a directory or another
@@ -63,10 +69,10 @@ def open_store_file(
             conn.execute("PRAGMA synchronous = NORMAL")
             version = _check_store_file(conn, path, context, store)
         except sqlite3.OperationalError as exc:
-            if not is_readable_as_it_stands(path, exc):
+            if not _is_readable_as_it_stands(path, exc):
                 raise
             conn.close()
-            conn, cause = _connect(read_as_it_stands_uri(path), timeout), exc
+            conn, cause = _connect(_read_as_it_stands_uri(path), timeout), exc
             version = _check_store_file(conn, path, context, store)
         if version < SCHEMA_VERSION and cause is None:
             _upgrade(conn, path)
@@ -124,19 +130,29 @@ def read_store_info(path: str, timeout: float) -> tuple[str, str | None] | None:
     """Read the store name and dataset id recorded inside a store file.
 
     On a read-only root or a full disk the file is read as it stands, as the
-    API reads it (see :func:`is_readable_as_it_stands`).
+    API reads it (see :func:`read_file`).
     """
     try:
-        try:
-            row = _select_store_info(sqlite_uri(path, "ro"), timeout)
-        except sqlite3.OperationalError as exc:
-            if not is_readable_as_it_stands(path, exc):
-                raise
-            row = _select_store_info(read_as_it_stands_uri(path), timeout)
+        row = read_file(path, lambda uri: _select_store_info(uri, timeout))
     except sqlite3.Error:
         _log.warning(__name__, "skipping %s: not a readable store file", path)
         return None
     return None if row is None else (str(row[0]), row[1])
+
+
+def read_file(path: str, read: Callable[[str], T]) -> T:
+    """Return ``read(uri)`` for a URI that opens the store file ``path`` read-only.
+
+    Where the file's -shm file cannot be made (a read-only directory, a full
+    disk), the URI reads the file as it stands, as the API then does (see
+    :func:`_is_readable_as_it_stands`). sqlite3 errors are the caller's.
+    """
+    try:
+        return read(sqlite_uri(path, "ro"))
+    except sqlite3.OperationalError as exc:
+        if not _is_readable_as_it_stands(path, exc):
+            raise
+        return read(_read_as_it_stands_uri(path))
 
 
 def _select_store_info(uri: str, timeout: float) -> tuple[str, str | None] | None:
@@ -231,7 +247,7 @@ def _initialize(path: str, context: str | None, store: str) -> None:
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
-def is_readable_as_it_stands(path: str, exc: sqlite3.OperationalError) -> bool:
+def _is_readable_as_it_stands(path: str, exc: sqlite3.OperationalError) -> bool:
     """Tell whether a file that failed to open may be read without its -shm file.
 
     A reader of a WAL file needs a -shm file, which cannot be made in a
@@ -247,7 +263,7 @@ def is_readable_as_it_stands(path: str, exc: sqlite3.OperationalError) -> bool:
         return True
 
 
-def read_as_it_stands_uri(path: str) -> str:
+def _read_as_it_stands_uri(path: str) -> str:
     """Return the URI that reads a store file without its -shm file."""
     return sqlite_uri(path, "ro") + "&immutable=1"
 
