@@ -292,16 +292,14 @@ class StoreFiles:
                 cursor = handle.cursor
                 cursor.execute(statement, params)
                 result = cursor.rowcount if writes else cursor.fetchone()
-                if writes:
-                    handle.writes += 1
-                    if not handle.writes % PURGE_EVERY:
-                        _purge_expired(handle, path)
-            finally:
-                try:
-                    if not handle.pooled:  # a read-only file's, made for this call
-                        handle.conn.close()
-                finally:
-                    handle.lock.release()
+            except BaseException:
+                _give_back(handle, path, False)
+                raise
+            # A pooled handle's read needs no more than the lock let go: no call.
+            if writes or not handle.pooled:
+                _give_back(handle, path, writes)
+            else:
+                handle.lock.release()
         except BaseException as exc:
             cause = None if handle is None else handle.read_only_cause
             raise_converted(exc, path, cause)
